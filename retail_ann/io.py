@@ -1,0 +1,143 @@
+"""Reading inputs and writing outputs: the storage edge of every job.
+
+Inputs are a file or a directory of Parquet, CSV (header row, optionally gzipped), JSON lines or a
+Delta table; the format comes from the extension or an explicit ``fmt``. Outputs are written
+partitioned with dynamic partition overwrite, so a rerun replaces only its own partitions, and each
+job leaves a JSON manifest beside its partition.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pyspark.sql import DataFrame, SparkSession
+
+from retail_ann.errors import InputError
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("parquet", "csv", "json", "delta")
+_EXTENSIONS = {
+    ".parquet": "parquet", ".pq": "parquet",
+    ".csv": "csv", ".txt": "csv", ".tsv": "csv",
+    ".json": "json", ".jsonl": "json", ".ndjson": "json",
+}
+QUARANTINE_DIR = "_rejected"
+MANIFEST_FILE = "_manifest.json"
+
+
+def is_local(path: str) -> bool:
+    """True for plain filesystem paths and ``file:`` URIs."""
+    return urlparse(str(path)).scheme in ("", "file")
+
+
+def _local_path(path: str) -> Path:
+    return Path(urlparse(str(path)).path if str(path).startswith("file:") else str(path))
+
+
+def _hadoop_fs(spark: SparkSession, path: str):
+    jvm = spark.sparkContext._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    return hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), hpath
+
+
+def path_exists(spark: SparkSession, path: str) -> bool:
+    if is_local(path):
+        return _local_path(path).exists()
+    fs, hpath = _hadoop_fs(spark, path)
+    return fs.exists(hpath)
+
+
+def infer_format(path: str, fmt: str | None = None) -> str:
+    """The input format: ``fmt`` when given, else from the file extension (``.csv.gz`` is csv), else
+    from the files inside a local directory, else Parquet."""
+    if fmt:
+        if fmt not in FORMATS:
+            raise InputError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+        return fmt
+    name = str(path).rstrip("/").lower()
+    for suffix in (".gz", ".bz2", ".snappy"):
+        name = name.removesuffix(suffix)
+    ext = os.path.splitext(name)[1]
+    if ext in _EXTENSIONS:
+        return _EXTENSIONS[ext]
+    if is_local(path) and _local_path(path).is_dir():
+        local = _local_path(path)
+        if (local / "_delta_log").is_dir():
+            return "delta"
+        for f in sorted(local.rglob("*")):
+            if f.is_file() and not f.name.startswith(("_", ".")):
+                return infer_format(str(f))
+    return "parquet"
+
+
+def read_table(spark: SparkSession, path: str, fmt: str | None = None) -> DataFrame:
+    """Read a table; a missing path is an ``InputError``. CSV columns arrive as strings (the schema
+    cast in ``schemas.conform`` decides what parses)."""
+    if not path_exists(spark, path):
+        raise InputError(f"input not found: {path}")
+    fmt = infer_format(path, fmt)
+    reader = spark.read
+    if fmt == "csv":
+        sep = "\t" if str(path).lower().removesuffix(".gz").endswith(".tsv") else ","
+        df = reader.option("header", True).option("sep", sep).option("mode", "PERMISSIVE").csv(path)
+    elif fmt == "json":
+        df = reader.option("mode", "PERMISSIVE").json(path)
+    else:
+        df = reader.format(fmt).load(path)
+    log.info("read %s (%s): %d columns", path, fmt, len(df.columns))
+    return df
+
+
+def write_partitioned(df: DataFrame, out: str, partition_col: str, fmt: str = "parquet") -> None:
+    """Write ``df`` partitioned by ``partition_col``, replacing only the partitions it contains."""
+    writer = df.write.mode("overwrite").partitionBy(partition_col).format(fmt)
+    if fmt == "delta":
+        writer = writer.option("partitionOverwriteMode", "dynamic")
+    writer.save(out)
+
+
+def write_table(df: DataFrame, out: str, fmt: str = "parquet") -> None:
+    """Write ``df`` to ``out``, replacing whatever was there."""
+    df.write.mode("overwrite").format(fmt).save(out)
+
+
+def write_text(spark: SparkSession, path: str, text: str) -> None:
+    """Write a small text file to a local path or any Hadoop filesystem (s3a://, hdfs://, ...)."""
+    if is_local(path):
+        local = _local_path(path)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        tmp = local.with_name(local.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(local)
+        return
+    fs, hpath = _hadoop_fs(spark, path)
+    stream = fs.create(hpath, True)
+    try:
+        stream.write(bytearray(text.encode("utf-8")))
+    finally:
+        stream.close()
+
+
+def write_manifest(spark: SparkSession, directory: str, manifest: dict) -> str:
+    """Write ``manifest`` as ``<directory>/_manifest.json`` and return its path."""
+    path = f"{str(directory).rstrip('/')}/{MANIFEST_FILE}"
+    write_text(spark, path, json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+    return path
+
+
+def write_quarantine(spark: SparkSession, rejected: DataFrame, out: str, table: str, partition: str) -> int:
+    """Write rejected rows to ``<out>/_rejected/<table>/<partition>`` and return how many there were.
+
+    The directory starts with ``_`` so readers of ``out`` never see it as data. The count is read back
+    from the written files (cheap Parquet metadata) instead of computing the rejects twice.
+    """
+    target = f"{str(out).rstrip('/')}/{QUARANTINE_DIR}/{table}/{partition}"
+    rejected.write.mode("overwrite").parquet(target)
+    count = spark.read.parquet(target).count()
+    if count:
+        log.warning("quarantined %d %s row(s) to %s", count, table, target)
+    return count

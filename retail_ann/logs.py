@@ -1,0 +1,41 @@
+"""Logging set-up and the one-line-per-stage timer every job uses."""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, datefmt="%H:%M:%S", force=True)
+    for noisy in ("py4j", "matplotlib", "PIL", "absl", "tensorflow", "h5py"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class Stage:
+    """What a stage reports: fill ``rows`` (and any extra fields) inside the ``with`` block."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.rows: int | None = None
+        self.extra: dict[str, object] = {}
+        self.seconds = 0.0
+
+
+@contextmanager
+def stage(name: str, logger: logging.Logger) -> Iterator[Stage]:
+    """Time a pipeline stage and log one line with its row count and duration when it ends."""
+    s = Stage(name)
+    start = time.perf_counter()
+    try:
+        yield s
+    finally:
+        s.seconds = round(time.perf_counter() - start, 2)
+        parts = [f"stage={name}", f"seconds={s.seconds}"]
+        if s.rows is not None:
+            parts.append(f"rows={s.rows}")
+        parts += [f"{k}={v}" for k, v in s.extra.items()]
+        logger.info(" ".join(parts))

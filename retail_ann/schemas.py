@@ -1,0 +1,195 @@
+"""The one home of column names and table schemas, and of row validation against them.
+
+Every other module imports column names from here rather than repeating string literals.
+Validation splits a raw table into conforming rows (cast to the schema) and rejected rows
+that carry a ``reject_reason``; nothing is dropped silently.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from retail_ann.errors import InputError
+
+# --- raw log columns -------------------------------------------------------------------------
+CUSTOMER_ID = "customer_id"
+ORDER_ID = "order_id"
+TS = "ts"
+PRODUCT_CATEGORY = "product_category"
+QUANTITY = "quantity"
+UNIT_PRICE = "unit_price"
+SESSION_ID = "session_id"
+PAGE_TYPE = "page_type"
+DURATION_S = "duration_s"
+AGE = "age"
+GENDER = "gender"
+LOCATION = "location"
+SIGNUP_DATE = "signup_date"
+
+PAGE_TYPES = ("home", "category", "product", "search", "cart", "checkout")
+
+# --- feature table ---------------------------------------------------------------------------
+AS_OF_DATE = "as_of_date"
+WILL_PURCHASE = "will_purchase"
+FUTURE_SPEND = "future_spend"
+LABELS = (WILL_PURCHASE, FUTURE_SPEND)
+
+# --- predictions -----------------------------------------------------------------------------
+PURCHASE_PROBABILITY = "purchase_probability"
+PREDICTED_SPEND = "predicted_spend"
+MODEL_VERSION = "model_version"
+SCORED_AT = "scored_at"
+
+# --- quarantine ------------------------------------------------------------------------------
+REJECT_REASON = "reject_reason"
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    """A raw input table: its Spark schema and which columns must be present in the input."""
+
+    name: str
+    struct: T.StructType
+    required: tuple[str, ...]
+
+    @property
+    def columns(self) -> list[str]:
+        return self.struct.fieldNames()
+
+
+TRANSACTIONS = TableSchema(
+    name="transactions",
+    struct=T.StructType([
+        T.StructField(CUSTOMER_ID, T.StringType(), False),
+        T.StructField(ORDER_ID, T.StringType(), False),
+        T.StructField(TS, T.TimestampType(), False),
+        T.StructField(PRODUCT_CATEGORY, T.StringType(), True),
+        T.StructField(QUANTITY, T.IntegerType(), False),
+        T.StructField(UNIT_PRICE, T.DoubleType(), False),
+    ]),
+    required=(CUSTOMER_ID, ORDER_ID, TS, QUANTITY, UNIT_PRICE),
+)
+
+CLICKSTREAM = TableSchema(
+    name="clickstream",
+    struct=T.StructType([
+        T.StructField(CUSTOMER_ID, T.StringType(), False),
+        T.StructField(SESSION_ID, T.StringType(), False),
+        T.StructField(TS, T.TimestampType(), False),
+        T.StructField(PAGE_TYPE, T.StringType(), False),
+        T.StructField(PRODUCT_CATEGORY, T.StringType(), True),
+        T.StructField(DURATION_S, T.DoubleType(), False),
+    ]),
+    required=(CUSTOMER_ID, SESSION_ID, TS, PAGE_TYPE, DURATION_S),
+)
+
+CUSTOMERS = TableSchema(
+    name="customers",
+    struct=T.StructType([
+        T.StructField(CUSTOMER_ID, T.StringType(), False),
+        T.StructField(AGE, T.IntegerType(), True),
+        T.StructField(GENDER, T.StringType(), True),
+        T.StructField(LOCATION, T.StringType(), True),
+        T.StructField(SIGNUP_DATE, T.DateType(), True),
+    ]),
+    required=(CUSTOMER_ID,),
+)
+
+RAW_TABLES = {t.name: t for t in (TRANSACTIONS, CLICKSTREAM, CUSTOMERS)}
+
+
+@dataclass(frozen=True)
+class ValidationLimits:
+    """Bounds beyond which a raw value is implausible and its row is quarantined."""
+
+    max_line_amount: float = 1_000_000.0
+    max_quantity: int = 10_000
+    max_duration_s: float = 86_400.0
+    max_age: int = 120
+
+
+def check_columns(df: DataFrame, schema: TableSchema) -> None:
+    """Raise ``InputError`` naming every required column the input lacks."""
+    missing = [c for c in schema.required if c not in df.columns]
+    if missing:
+        raise InputError(
+            f"{schema.name}: missing required column(s) {', '.join(missing)}; "
+            f"found {', '.join(df.columns) or 'no columns'}"
+        )
+
+
+def conform(df: DataFrame, schema: TableSchema) -> DataFrame:
+    """Select the schema's columns in order, cast each with ``try_cast`` (unparseable values become
+    null) and keep the raw text of each column as ``_raw_<col>`` so validation can tell a missing
+    value from an unparseable one. Optional columns absent from the input become nulls; extra
+    columns are dropped."""
+    check_columns(df, schema)
+    cols = []
+    for field in schema.struct.fields:
+        if field.name in df.columns:
+            raw = F.col(field.name)
+            cols.append(raw.try_cast(field.dataType).alias(field.name))
+            cols.append(raw.cast(T.StringType()).alias(f"_raw_{field.name}"))
+        else:
+            cols.append(F.lit(None).cast(field.dataType).alias(field.name))
+            cols.append(F.lit(None).cast(T.StringType()).alias(f"_raw_{field.name}"))
+    return df.select(*cols)
+
+
+def _not_finite(c: Column) -> Column:
+    return F.isnan(c) | (F.abs(c) == float("inf"))
+
+
+def _finite(c: Column) -> Column:
+    """True for a real number; range rules use it so NaN/inf get only their own reason."""
+    return c.isNotNull() & ~_not_finite(c)
+
+
+def _reasons(schema: TableSchema, limits: ValidationLimits) -> list[Column]:
+    """Reject rules, each a column that is a reason string when the rule fires and null otherwise."""
+    rules: list[tuple[Column, str]] = []
+    for field in schema.struct.fields:
+        value, raw = F.col(field.name), F.col(f"_raw_{field.name}")
+        blank = raw.isNull() | (F.trim(raw) == "")
+        if field.name in schema.required:
+            rules.append((blank, f"missing {field.name}"))
+        rules.append((~blank & value.isNull(), f"unparseable {field.name}"))
+        if isinstance(field.dataType, T.DoubleType):
+            rules.append((value.isNotNull() & _not_finite(value), f"non-finite {field.name}"))
+    if schema is TRANSACTIONS:
+        qty, price = F.col(QUANTITY), F.col(UNIT_PRICE)
+        rules += [
+            (qty == 0, "zero quantity"),
+            (F.abs(qty) > limits.max_quantity, f"quantity beyond {limits.max_quantity}"),
+            (_finite(price) & (price < 0), "negative unit_price"),
+            (_finite(price) & (F.abs(qty * price) > limits.max_line_amount),
+             f"line amount beyond {limits.max_line_amount:g}"),
+        ]
+    elif schema is CLICKSTREAM:
+        duration = F.col(DURATION_S)
+        rules += [
+            (~F.col(PAGE_TYPE).isin(*PAGE_TYPES), "unknown page_type"),
+            (_finite(duration) & (duration < 0), "negative duration_s"),
+            (_finite(duration) & (duration > limits.max_duration_s), f"duration_s beyond {limits.max_duration_s:g}"),
+        ]
+    elif schema is CUSTOMERS:
+        rules.append(((F.col(AGE) < 0) | (F.col(AGE) > limits.max_age), f"age outside 0..{limits.max_age}"))
+    return [F.when(cond, F.lit(reason)) for cond, reason in rules]
+
+
+def split_valid(
+    df: DataFrame, schema: TableSchema, limits: ValidationLimits = ValidationLimits()
+) -> tuple[DataFrame, DataFrame]:
+    """Split a raw table into (valid rows cast to ``schema``, rejected rows with ``reject_reason``).
+
+    Rejected rows keep the raw text of every schema column so they can be inspected and replayed.
+    """
+    conformed = conform(df, schema)
+    reason = F.concat_ws("; ", *_reasons(schema, limits))
+    tagged = conformed.withColumn(REJECT_REASON, reason)
+    valid = tagged.where(F.col(REJECT_REASON) == "").select(*schema.columns)
+    raw_cols = [F.col(f"_raw_{c}").alias(c) for c in schema.columns]
+    rejected = tagged.where(F.col(REJECT_REASON) != "").select(*raw_cols, REJECT_REASON)
+    return valid, rejected

@@ -1,0 +1,78 @@
+"""The one SparkSession factory, used by jobs, tests and notebooks alike.
+
+Under ``spark-submit`` the master and defaults come from the submit command (``--master``,
+``--properties-file``); run directly (``retail-ann ...`` or tests) the factory applies
+``conf/spark-defaults.conf`` itself. Either way the settings the pipeline's correctness depends on
+(UTC session time zone, dynamic partition overwrite) are forced.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
+
+SPARK_DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "conf" / "spark-defaults.conf"
+
+# Settings the pipeline is wrong without: dates are cut in UTC, and a rerun replaces only its partition.
+REQUIRED_CONF = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.sources.partitionOverwriteMode": "dynamic",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+}
+
+
+def ensure_java_home() -> None:
+    """Set JAVA_HOME from the ``java`` on PATH when it is unset."""
+    if os.environ.get("JAVA_HOME"):
+        return
+    java = shutil.which("java")
+    if java:
+        os.environ["JAVA_HOME"] = str(Path(java).resolve().parent.parent)
+
+
+def read_spark_defaults(path: Path = SPARK_DEFAULTS_FILE) -> dict[str, str]:
+    """Parse a spark-defaults.conf file (``key value`` lines, ``#`` comments)."""
+    if not path.exists():
+        return {}
+    conf = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition(" ")
+            conf[key] = value.strip()
+    return conf
+
+
+def under_spark_submit() -> bool:
+    """True when this Python process was started by ``spark-submit`` (it then owns master and conf)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def build_session(app_name: str, master: str | None = None, conf: dict[str, str] | None = None) -> SparkSession:
+    """Create (or get) the SparkSession.
+
+    ``master`` and ``conf`` override the defaults file when run directly; under ``spark-submit``
+    only ``conf`` and the required settings are applied.
+    """
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    ensure_java_home()
+    builder = SparkSession.builder.appName(app_name)
+    settings: dict[str, str] = {}
+    if not under_spark_submit():
+        settings.update(read_spark_defaults())
+        builder = builder.master(master or os.environ.get("SPARK_MASTER", "local[*]"))
+    settings.update(conf or {})
+    settings.update(REQUIRED_CONF)
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    log.info("spark session %s master=%s version=%s", app_name, spark.sparkContext.master, spark.version)
+    return spark

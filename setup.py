@@ -1,0 +1,23 @@
+"""Packaging for retail-ann. Versions are pinned: they are the set measured together on the dev machine."""
+from setuptools import find_packages, setup
+
+setup(
+    name="retail-ann",
+    version="0.1.0",
+    description="Distributed Spark pipeline predicting online-retail customer behaviour with a neural network",
+    packages=find_packages(include=["retail_ann", "retail_ann.*"]),
+    python_requires=">=3.10,<3.13",
+    install_requires=[
+        "pyspark==4.0.1",
+        "pandas==2.3.3",
+        "pyarrow==21.0.0",
+        "numpy==2.4.6",
+        "pyyaml==6.0.3",
+        "scikit-learn==1.7.2",
+        "tensorflow-cpu==2.20.0",
+        "keras==3.15.1",
+        "matplotlib==3.10.7",
+    ],
+    extras_require={"test": ["pytest==8.4.2"]},
+    entry_points={"console_scripts": ["retail-ann=retail_ann.cli:main"]},
+)

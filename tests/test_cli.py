@@ -1,0 +1,90 @@
+"""The features job end to end through the CLI: files in, partitioned Parquet and manifest out,
+and one clear line with exit code 2 for bad input."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from retail_ann.cli import main
+from retail_ann.schemas import AS_OF_DATE, CUSTOMER_ID
+
+TX_CSV = """customer_id,order_id,ts,product_category,quantity,unit_price
+c1,o1,2024-02-10 10:00:00,books,2,10.0
+c1,o2,2024-03-05 10:00:00,books,1,7.5
+c2,o3,2024-02-20 10:00:00,toys,1,30
+c2,o4,2024-02-21 10:00:00,toys,1,oops
+,o5,2024-02-22 10:00:00,toys,1,3
+"""
+CLICKS_JSON = "\n".join([
+    '{"customer_id": "c1", "session_id": "s1", "ts": "2024-02-10 09:58:00", "page_type": "product", '
+    '"product_category": "books", "duration_s": 60}',
+    '{"customer_id": "c3", "session_id": "s2", "ts": "2024-02-11 09:58:00", "page_type": "home", "duration_s": 5}',
+])
+
+
+@pytest.fixture()
+def raw(tmp_path):
+    (tmp_path / "tx.csv").write_text(TX_CSV)
+    (tmp_path / "clicks.jsonl").write_text(CLICKS_JSON + "\n")
+    return tmp_path
+
+
+def features_args(raw, out, *extra):
+    return ["features", "--transactions", str(raw / "tx.csv"), "--clickstream", str(raw / "clicks.jsonl"),
+            "--as-of", "2024-03-01", "--lookback-days", "60", "--horizon-days", "30", "--out", str(out), *extra]
+
+
+def test_features_job_writes_partition_manifest_and_quarantine(spark, raw, tmp_path):
+    out = tmp_path / "features"
+    assert main(features_args(raw, out)) == 0
+    table = spark.read.parquet(str(out))
+    rows = {r[CUSTOMER_ID]: r for r in table.collect()}
+    assert set(rows) == {"c1", "c2", "c3"}
+    assert rows["c1"]["will_purchase"] == 1 and rows["c1"]["future_spend"] == pytest.approx(7.5)
+    assert str(rows["c1"][AS_OF_DATE]) == "2024-03-01"
+    manifest = json.loads((out / "as_of_date=2024-03-01" / "_manifest.json").read_text())
+    assert manifest["rows"] == 3
+    assert manifest["rejected"]["transactions"] == 2
+    assert manifest["categories"] == ["books", "toys"]  # one valid window line each: ties by name
+    rejected = spark.read.parquet(str(out / "_rejected" / "transactions" / "as_of_date=2024-03-01"))
+    assert sorted(r.reject_reason for r in rejected.collect()) == ["missing customer_id", "unparseable unit_price"]
+    # a rerun for another date leaves this one alone; a rerun for this date replaces it
+    assert main(features_args(raw, out, "--as-of", "2024-03-15")) == 0
+    assert main(features_args(raw, out)) == 0
+    dates = sorted(str(r[0]) for r in spark.read.parquet(str(out)).select(AS_OF_DATE).distinct().collect())
+    assert dates == ["2024-03-01", "2024-03-15"]
+    assert spark.read.parquet(str(out)).where(f"{AS_OF_DATE} = '2024-03-01'").count() == 3
+
+
+@pytest.mark.parametrize("change, message", [
+    (["--transactions", "/nonexistent/tx.parquet"], "input not found: /nonexistent/tx.parquet"),
+    (["--as-of", "2024-13-01"], "--as-of: '2024-13-01' is not a date"),
+    (["--as-of", "2020-01-01"], "no customer is known before 2020-01-01"),
+    (["--lookback-days", "0"], "lookback_days must be positive"),
+])
+def test_bad_input_exits_2_with_one_line(raw, tmp_path, capsys, change, message):
+    args = features_args(raw, tmp_path / "out")
+    for flag, value in zip(change[::2], change[1::2]):
+        args[args.index(flag) + 1] = value
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("retail-ann features: error:")]
+    assert len(errors) == 1 and message in errors[0]
+    assert "Traceback" not in err
+
+
+def test_missing_column_is_named(raw, tmp_path, capsys):
+    (raw / "bad.csv").write_text("customer_id,order_id,when,quantity,unit_price\nc1,o1,2024-01-01,1,2\n")
+    args = features_args(raw, tmp_path / "out")
+    args[args.index("--transactions") + 1] = str(raw / "bad.csv")
+    assert main(args) == 2
+    assert "transactions: missing required column(s) ts" in capsys.readouterr().err
+
+
+def test_all_rows_invalid_is_bad_input(raw, tmp_path, capsys):
+    (raw / "junk.csv").write_text("customer_id,order_id,ts,quantity,unit_price\nc1,o1,never,1,2\nc2,o2,never,1,2\n")
+    args = features_args(raw, tmp_path / "out")
+    args[args.index("--transactions") + 1] = str(raw / "junk.csv")
+    assert main(args) == 2
+    assert "no valid rows; all 2 row(s) rejected, most often: unparseable ts (2)" in capsys.readouterr().err

@@ -1,0 +1,73 @@
+"""Row validation: every bad row is quarantined with a reason, never dropped silently."""
+from __future__ import annotations
+
+import pytest
+
+from retail_ann.errors import InputError
+from retail_ann.schemas import (
+    CLICKSTREAM, CUSTOMERS, REJECT_REASON, TRANSACTIONS, ValidationLimits, check_columns, split_valid,
+)
+
+TX_COLUMNS = ["customer_id", "order_id", "ts", "product_category", "quantity", "unit_price", "extra"]
+
+
+def test_transactions_split_with_reasons(spark):
+    rows = [
+        ("c1", "o1", "2024-01-02 10:00:00", "books", "2", "9.5", "x"),       # good
+        (None, "o2", "2024-01-02 10:00:00", "books", "1", "5", "x"),         # missing id
+        ("  ", "o3", "2024-01-02 10:00:00", "books", "1", "5", "x"),         # blank id
+        ("c2", "o4", "yesterday", "books", "1", "5", "x"),                   # unparseable ts
+        ("c2", "o5", "2024-01-02 10:00:00", "books", "one", "5", "x"),       # unparseable quantity
+        ("c2", "o6", "2024-01-02 10:00:00", "books", "1", "-5", "x"),        # negative price
+        ("c2", "o7", "2024-01-02 10:00:00", "books", "1", "NaN", "x"),       # NaN price
+        ("c2", "o8", "2024-01-02 10:00:00", "books", "3", "9e9", "x"),       # huge amount
+        ("c2", "o9", "2024-01-02 10:00:00", "books", "0", "5", "x"),         # zero quantity
+        ("c3", "o10", "2024-01-03 10:00:00", None, "-1", "9.5", "x"),        # a return: good
+    ]
+    df = spark.createDataFrame(rows, TX_COLUMNS)
+    valid, rejected = split_valid(df, TRANSACTIONS, ValidationLimits(max_line_amount=1e6))
+    assert valid.columns == TRANSACTIONS.columns  # extra column dropped, order fixed
+    assert [f.dataType for f in valid.schema] == [f.dataType for f in TRANSACTIONS.struct]
+    assert sorted(r.order_id for r in valid.collect()) == ["o1", "o10"]
+    reasons = {r.order_id: r[REJECT_REASON] for r in rejected.collect()}
+    assert reasons == {
+        "o2": "missing customer_id", "o3": "missing customer_id", "o4": "unparseable ts",
+        "o5": "unparseable quantity", "o6": "negative unit_price", "o7": "non-finite unit_price",
+        "o8": "line amount beyond 1e+06", "o9": "zero quantity",
+    }
+    assert valid.count() + rejected.count() == df.count()
+
+
+def test_clickstream_and_customer_rules(spark):
+    clicks = spark.createDataFrame([
+        ("c1", "s1", "2024-01-02 10:00:00", "product", "books", "12.5"),
+        ("c1", "s1", "2024-01-02 10:00:00", "wishlist", None, "3"),
+        ("c1", "s1", "2024-01-02 10:00:00", "home", None, "-1"),
+        ("c1", "s1", "2024-01-02 10:00:00", "home", None, "inf"),
+        ("c1", "s1", "2024-01-02 10:00:00", "home", None, "-inf"),
+        ("c1", "s1", "2024-01-02 10:00:00", "home", None, "90000"),
+    ], CLICKSTREAM.columns)
+    valid, rejected = split_valid(clicks, CLICKSTREAM)
+    assert valid.count() == 1
+    assert sorted(r[REJECT_REASON] for r in rejected.collect()) == [
+        "duration_s beyond 86400", "negative duration_s", "non-finite duration_s", "non-finite duration_s",
+        "unknown page_type"]
+    customers = spark.createDataFrame([("c1", "34", "F", "north", "2023-01-01"), ("c2", "212", "M", None, "soon")],
+                                      CUSTOMERS.columns)
+    valid, rejected = split_valid(customers, CUSTOMERS)
+    assert [r.customer_id for r in valid.collect()] == ["c1"]
+    assert rejected.first()[REJECT_REASON] == "unparseable signup_date; age outside 0..120"
+
+
+def test_optional_columns_may_be_absent(spark):
+    df = spark.createDataFrame([("c1",)], ["customer_id"])
+    valid, rejected = split_valid(df, CUSTOMERS)
+    assert valid.first().asDict() == {"customer_id": "c1", "age": None, "gender": None, "location": None,
+                                      "signup_date": None}
+    assert rejected.count() == 0
+
+
+def test_missing_required_column_is_named(spark):
+    df = spark.createDataFrame([("c1", "o1")], ["customer_id", "order_id"])
+    with pytest.raises(InputError, match="missing required column\\(s\\) ts, quantity, unit_price"):
+        check_columns(df, TRANSACTIONS)
