@@ -11,7 +11,9 @@ import sys
 from collections.abc import Callable, Sequence
 
 from retail_ann import __version__
-from retail_ann.config import FeaturesConfig, GenerateConfig, default_config_path, load_config, parse_date
+from retail_ann.config import (
+    DemoConfig, FeaturesConfig, GenerateConfig, ScoreConfig, TrainConfig, default_config_path, load_config, parse_date,
+)
 from retail_ann.errors import InputError
 from retail_ann.logs import configure_logging
 
@@ -43,10 +45,11 @@ def _config(cls, args: argparse.Namespace, job: str, overrides: dict):
     return load_config(cls, path, overrides)
 
 
-def _session(args: argparse.Namespace, job: str):
-    from retail_ann.spark import build_session
+def _session(args: argparse.Namespace, job: str, delta: bool = False):
+    from retail_ann.spark import DELTA_CONF, build_session
 
-    return build_session(f"retail-ann-{job}", master=args.master, conf=_spark_conf(args.conf))
+    conf = {**(DELTA_CONF if delta else {}), **_spark_conf(args.conf)}
+    return build_session(f"retail-ann-{job}", master=args.master, conf=conf)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -69,6 +72,60 @@ def cmd_features(args: argparse.Namespace) -> int:
     run_features(_session(args, "features"), cfg, as_of, args.transactions, args.out,
                  clickstream=args.clickstream, customers=args.customers, fmt=args.format)
     return EXIT_OK
+
+
+def _csv_list(value: str | None) -> list[str] | None:
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from retail_ann.training import train_table
+
+    cfg = _config(TrainConfig, args, "train", {
+        "task": args.task, "label": args.label, "spend_label": args.spend_label, "id_col": args.id_col,
+        "categorical": _csv_list(args.categorical), "exclude": _csv_list(args.exclude),
+        "sample_rows": args.sample_rows, "split": args.split, "epochs": args.epochs,
+        "batch_size": args.batch_size, "seed": args.seed})
+    result = train_table(_session(args, "train"), args.features, args.out, cfg, fmt=args.format)
+    log.info("model %s written to %s", result.get("version"), args.out)
+    return EXIT_OK
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from retail_ann.scoring import score_table
+
+    as_of = parse_date(args.as_of, "--as-of") if args.as_of else None
+    cfg = _config(ScoreConfig, args, "score", {
+        "engine": args.engine, "batch_rows": args.batch_rows, "output_format": args.format, "id_col": args.id_col})
+    spark = _session(args, "score", delta=cfg.output_format == "delta")
+    score_table(spark, args.features, args.model, args.out, cfg, as_of=as_of)
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from retail_ann.pipeline import run_demo
+
+    cfg = _config(DemoConfig, args, "demo", {"customers": args.customers, "seed": args.seed})
+    train_cfg = load_config(TrainConfig, default_config_path("train"), {"epochs": args.epochs})
+    score_cfg = load_config(ScoreConfig, default_config_path("score"))
+    result = run_demo(_session(args, "demo"), cfg, args.out, train_cfg, score_cfg)
+    _print_demo_summary(result, args.out)
+    return EXIT_OK
+
+
+def _print_demo_summary(result: dict, out: str) -> None:
+    """A short table of what the demo produced, on stdout."""
+    metrics = result["metrics"]
+    lines = [f"retail-ann demo: {result['features']['rows']} customers as of {result['features']['as_of_date']}, "
+             f"purchase rate {result['features']['purchase_rate']:.3f}"]
+    for task, keys in (("purchase", ("roc_auc", "pr_auc", "f1")), ("spend", ("r2", "mae", "rmse"))):
+        for who, figures in metrics.get(task, {}).items():
+            if isinstance(figures, dict) and any(k in figures for k in keys):
+                shown = ", ".join(f"{k} {figures[k]:.3f}" for k in keys if isinstance(figures.get(k), (int, float)))
+                lines.append(f"  {task:<8} {who:<20} {shown}")
+    lines += [f"  predictions: {result['score']['rows_out']} rows at {result['score']['rows_per_s']} rows/s",
+              f"  model + report: {out.rstrip('/')}/model/report.html", f"  predictions: {out.rstrip('/')}/predictions"]
+    print("\n".join(lines))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,6 +161,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="feature table root")
     _common(p, "features")
     p.set_defaults(handler=cmd_features)
+
+    p = sub.add_parser("train", help="train the purchase and spend MLPs on a feature table",
+                       description="Sample a feature table to the driver, fit the preprocessing on the training "
+                                   "part, train Keras MLPs, evaluate them beside baselines and write a versioned "
+                                   "model directory (spec, weights, metrics, model card, report).")
+    p.add_argument("--features", required=True, metavar="PATH", help="feature table (any table with a label works)")
+    p.add_argument("--out", required=True, metavar="MODEL_DIR", help="model directory (replaced atomically)")
+    p.add_argument("--format", choices=["parquet", "csv", "json", "delta"], help="input format (default: from extension)")
+    p.add_argument("--task", choices=["auto", "purchase", "spend", "both"], help="what to train (default auto)")
+    p.add_argument("--label", metavar="COL", help="binary purchase label (default will_purchase); implies --task purchase")
+    p.add_argument("--spend-label", metavar="COL", help="spend label (default future_spend)")
+    p.add_argument("--id-col", metavar="COL", help="id column, never a feature (default customer_id)")
+    p.add_argument("--categorical", metavar="A,B", help="integer-coded columns to one-hot")
+    p.add_argument("--exclude", metavar="A,B", help="columns that are not features")
+    p.add_argument("--sample-rows", type=int, metavar="N", help="rows sampled to the driver at most (default 200000)")
+    p.add_argument("--split", type=float, help="held-out test share (default 0.2)")
+    p.add_argument("--epochs", type=int, help="training epochs at most (default 50; early stopping)")
+    p.add_argument("--batch-size", type=int, help="mini-batch size (default 32)")
+    p.add_argument("--seed", type=int, help="seed for sampling, split and initialisation (default 42)")
+    _common(p, "train")
+    p.set_defaults(handler=cmd_train)
+
+    p = sub.add_parser("score", help="score a feature table with a trained model",
+                       description="Score every row on the executors (Arrow batches, numpy forward pass) and write "
+                                   "OUT/as_of_date=YYYY-MM-DD/ with _manifest.json; a rerun replaces that date only.")
+    p.add_argument("--features", required=True, metavar="PATH", help="feature table")
+    p.add_argument("--model", required=True, metavar="MODEL_DIR", help="model directory written by train")
+    p.add_argument("--out", required=True, metavar="DIR", help="predictions root")
+    p.add_argument("--format", choices=["parquet", "delta"], help="output format (default parquet)")
+    p.add_argument("--as-of", metavar="YYYY-MM-DD", help="score only this date (required if the table has no as_of_date)")
+    p.add_argument("--id-col", metavar="COL", help="id column (default customer_id)")
+    p.add_argument("--engine", choices=["numpy", "keras"], help="numpy (default; no TensorFlow on executors) or keras")
+    p.add_argument("--batch-rows", type=int, metavar="N", help="rows per Arrow batch (default 10000)")
+    _common(p, "score")
+    p.set_defaults(handler=cmd_score)
+
+    p = sub.add_parser("demo", help="run the whole pipeline on a generated shop",
+                       description="Generate a shop into OUT/raw, build OUT/features, train OUT/model (with report.html) and "
+                                   "score into OUT/predictions (settings: conf/demo.yaml, conf/train.yaml, conf/score.yaml).")
+    p.add_argument("--out", default="out/demo", metavar="DIR", help="output root (default out/demo)")
+    p.add_argument("--customers", type=int, help="shop size (default from config: 5000)")
+    p.add_argument("--seed", type=int, help="random seed (default 42)")
+    p.add_argument("--epochs", type=int, help="training epochs at most (default from conf/train.yaml)")
+    _common(p, "demo")
+    p.set_defaults(handler=cmd_demo)
     return parser
 
 

@@ -56,6 +56,37 @@ class FeaturesConfig:
         _require(self.max_categories > 0, "max_categories must be positive")
 
 
+@dataclass
+class ScoreConfig:
+    engine: str = "numpy"          # numpy (no TensorFlow on executors) or keras (for comparison)
+    batch_rows: int = 10_000       # rows per Arrow batch handed to the model
+    output_format: str = "parquet"  # parquet or delta
+    id_col: str = "customer_id"
+
+    def __post_init__(self) -> None:
+        _require(self.engine in ("numpy", "keras"), "engine must be numpy or keras")
+        _require(self.batch_rows > 0, "batch_rows must be positive")
+        _require(self.output_format in ("parquet", "delta"), "output_format must be parquet or delta")
+
+
+@dataclass
+class DemoConfig:
+    """The end-to-end demo: a generated shop, one cutoff, the whole pipeline."""
+
+    customers: int = 5000
+    days: int = 365
+    start: str = "2024-01-01"
+    seed: int = 42
+    as_of: str = "2024-11-01"
+    lookback_days: int = 180
+    horizon_days: int = 60
+
+    def __post_init__(self) -> None:
+        _require(self.customers > 0 and self.days > 0, "customers and days must be positive")
+        start, as_of = parse_date(self.start, "start"), parse_date(self.as_of, "as_of")
+        _require(start < as_of, "as_of must fall after start")
+
+
 def parse_date(value: str, what: str = "date"):
     """Parse YYYY-MM-DD or raise ``ConfigError`` naming the argument."""
     import datetime as dt
@@ -105,3 +136,64 @@ def default_config_path(job: str) -> Path | None:
     """``conf/<job>.yaml`` when the repository's conf directory is present."""
     p = CONF_DIR / f"{job}.yaml"
     return p if p.exists() else None
+
+
+TRAIN_TASKS = ("auto", "purchase", "spend", "both")
+SPEND_TARGETS = ("two_stage", "log1p", "raw")
+
+
+@dataclass
+class TrainConfig:
+    """``retail-ann train``: which targets, which columns, the MLPs and their training.
+
+    ``task`` auto: ``purchase`` when ``label`` is given, else ``both`` when the table has
+    ``will_purchase`` and ``future_spend``, else whichever of the two it has.
+    """
+
+    task: str = "auto"                 # auto | purchase | spend | both
+    label: str | None = None           # binary purchase label (bool, 0/1, TRUE/FALSE); None: will_purchase
+    spend_label: str | None = None     # spend label (numeric >= 0); None: future_spend
+    id_col: str = "customer_id"        # never a feature; seeds the deterministic sample
+    categorical: list[str] = field(default_factory=list)  # integer-coded columns to one-hot
+    exclude: list[str] = field(default_factory=list)      # columns that are not features
+    sample_rows: int = 200_000         # at most this many rows are sampled to the driver
+    split: float = 0.2                 # held-out evaluation share (stratified for purchase)
+    validation_split: float = 0.1      # share of the training rows for early stopping and the threshold
+    epochs: int = 50
+    batch_size: int = 32
+    seed: int = 42
+    hidden_units: list[int] = field(default_factory=lambda: [128, 64])
+    dropout: float = 0.3
+    l2: float = 0.001                  # L2 penalty on the hidden kernels
+    learning_rate: float = 0.001
+    patience: int = 8                  # early stopping on validation loss; the best epoch's weights are kept
+    class_weight: bool = False         # balance classes in the loss (the output bias is corrected back)
+    threshold: float | None = None     # decision threshold; None: the F1-maximising one on validation rows
+    imputation: str = "median"         # median | mean | drop (drop rows with missing numeric values)
+    skew_threshold: float = 1.0        # log-transform numeric columns whose training skewness exceeds this
+    min_category_count: int = 10       # rarer levels fold into the unknown bucket
+    max_levels: int = 50               # most levels one categorical column keeps
+    spend_target: str = "two_stage"    # two_stage: P(buy) x E[spend | buy]; log1p: one net on log1p(spend); raw: MSE on spend
+    report: bool = True                # write report.html and its plots
+
+    def __post_init__(self) -> None:
+        if isinstance(self.categorical, str):
+            self.categorical = [c.strip() for c in self.categorical.split(",") if c.strip()]
+        if isinstance(self.exclude, str):
+            self.exclude = [c.strip() for c in self.exclude.split(",") if c.strip()]
+        if isinstance(self.hidden_units, str):
+            self.hidden_units = [int(u) for u in self.hidden_units.split(",") if u.strip()]
+        _require(self.task in TRAIN_TASKS, f"task must be one of {', '.join(TRAIN_TASKS)}")
+        _require(self.spend_target in SPEND_TARGETS, f"spend_target must be one of {', '.join(SPEND_TARGETS)}")
+        _require(self.imputation in ("median", "mean", "drop"), "imputation must be median, mean or drop")
+        _require(self.sample_rows > 0, "sample_rows must be positive")
+        _require(0 < self.split < 1, "split must be between 0 and 1")
+        _require(0 < self.validation_split < 1, "validation_split must be between 0 and 1")
+        _require(self.epochs > 0 and self.batch_size > 0, "epochs and batch_size must be positive")
+        _require(self.patience >= 0, "patience must be >= 0")
+        _require(bool(self.hidden_units) and all(isinstance(u, int) and u > 0 for u in self.hidden_units),
+                 "hidden_units must be a non-empty list of positive integers")
+        _require(0 <= self.dropout < 1, "dropout must be in [0, 1)")
+        _require(self.l2 >= 0 and self.learning_rate > 0, "l2 must be >= 0 and learning_rate positive")
+        _require(self.threshold is None or 0 < self.threshold < 1, "threshold must be between 0 and 1")
+        _require(self.min_category_count >= 1 and self.max_levels >= 1, "min_category_count and max_levels must be >= 1")

@@ -27,6 +27,7 @@ _EXTENSIONS = {
 }
 QUARANTINE_DIR = "_rejected"
 MANIFEST_FILE = "_manifest.json"
+SUCCESS_FILE = "_SUCCESS"
 
 
 def is_local(path: str) -> bool:
@@ -127,6 +128,12 @@ def write_manifest(spark: SparkSession, directory: str, manifest: dict) -> str:
     path = f"{str(directory).rstrip('/')}/{MANIFEST_FILE}"
     write_text(spark, path, json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
     return path
+
+
+def write_success(spark: SparkSession, directory: str) -> None:
+    """Mark a partition complete with ``<directory>/_SUCCESS``. Spark writes no marker under dynamic
+    partition overwrite, and a per-date marker is what a scheduler's sensor waits for."""
+    write_text(spark, f"{str(directory).rstrip('/')}/{SUCCESS_FILE}", "")
 
 
 def write_quarantine(spark: SparkSession, rejected: DataFrame, out: str, table: str, partition: str) -> int:

@@ -26,6 +26,13 @@ REQUIRED_CONF = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
 }
 
+# Delta Lake for pyspark 4.0.x, resolved from Maven Central at session start when a job writes Delta.
+DELTA_CONF = {
+    "spark.jars.packages": "io.delta:delta-spark_2.13:4.0.0",
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+
 
 def ensure_java_home() -> None:
     """Set JAVA_HOME from the ``java`` on PATH when it is unset."""

@@ -1,0 +1,151 @@
+"""The MLPs: building them with Keras (training only) and running them with numpy (scoring).
+
+Keras and TensorFlow are imported inside the functions that need them, never at module level, so
+``import retail_ann.model``, ``load_weights_npz`` and ``forward`` work on executors without
+TensorFlow installed.
+
+Weights format (a dict, saved as ``.npz``): ``W0, b0, W1, b1, ...`` for the Dense layers in order
+(``W`` is ``(inputs, units)``) and ``activations``, an array of strings (``relu``, ``sigmoid``,
+``linear``) one per Dense layer. Dropout is the identity at inference, so it leaves no trace here.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+OUTPUTS = ("sigmoid", "linear")
+ACTIVATIONS = ("relu", "sigmoid", "linear", "tanh")
+
+
+def build_mlp(
+    n_inputs: int,
+    hidden_units: Sequence[int] = (64, 32),
+    dropout: float = 0.3,
+    output: str = "sigmoid",
+    learning_rate: float = 1e-3,
+    l2: float = 0.0,
+    output_bias: float | None = None,
+    seed: int | None = None,
+):
+    """A Keras MLP: Dense ReLU layers (each followed by Dropout when ``dropout`` > 0), one output unit.
+
+    ``output="sigmoid"`` compiles with binary cross-entropy and tracks AUC (logged as ``auc``);
+    ``"linear"`` with mean squared error. ``output_bias`` initialises the output unit's bias (for a
+    sigmoid, the log-odds of the positive rate helps the first epochs). Adam optimiser.
+    """
+    import keras
+
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, not {output!r}")
+    if not hidden_units:
+        raise ValueError("hidden_units must name at least one layer")
+    reg = keras.regularizers.L2(l2) if l2 > 0 else None
+    layers: list[Any] = [keras.Input(shape=(n_inputs,), name="features")]
+    for i, units in enumerate(hidden_units):
+        init = keras.initializers.HeUniform(seed=None if seed is None else seed + i)
+        layers.append(keras.layers.Dense(int(units), activation="relu", kernel_initializer=init,
+                                         kernel_regularizer=reg, name=f"dense_{i}"))
+        if dropout > 0:
+            layers.append(keras.layers.Dropout(dropout, seed=None if seed is None else seed + 100 + i,
+                                               name=f"dropout_{i}"))
+    bias_init = keras.initializers.Constant(output_bias) if output_bias is not None else "zeros"
+    out_init = keras.initializers.GlorotUniform(seed=None if seed is None else seed + 99)
+    layers.append(keras.layers.Dense(1, activation=output, kernel_initializer=out_init,
+                                     bias_initializer=bias_init, name="output"))
+    model = keras.Sequential(layers, name=f"mlp_{output}")
+    opt = keras.optimizers.Adam(learning_rate=learning_rate)
+    if output == "sigmoid":
+        model.compile(optimizer=opt, loss="binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
+    else:
+        model.compile(optimizer=opt, loss="mse")
+    return model
+
+
+def export_weights(model) -> dict[str, np.ndarray]:
+    """Dense kernels, biases and activation names of a Keras MLP, as plain numpy arrays."""
+    import keras
+
+    weights: dict[str, np.ndarray] = {}
+    activations = []
+    i = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Dense):
+            kernel, bias = layer.get_weights()
+            act = keras.activations.serialize(layer.activation)
+            name = act if isinstance(act, str) else act.get("config", {}).get("name", str(act))
+            if name not in ACTIVATIONS:
+                raise ValueError(f"layer {layer.name}: activation {name!r} has no numpy forward")
+            weights[f"W{i}"] = np.asarray(kernel, dtype=np.float32)
+            weights[f"b{i}"] = np.asarray(bias, dtype=np.float32)
+            activations.append(name)
+            i += 1
+        elif not isinstance(layer, (keras.layers.Dropout, keras.layers.InputLayer)):
+            raise ValueError(f"layer {layer.name} ({type(layer).__name__}) has no numpy forward")
+    weights["activations"] = np.array(activations, dtype=np.str_)
+    return weights
+
+
+def save_weights_npz(weights: Mapping[str, np.ndarray], path: str | Path) -> None:
+    with open(path, "wb") as fh:
+        np.savez(fh, **weights)
+
+
+def load_weights_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """Weights written by ``save_weights_npz`` (no pickles: safe to load)."""
+    with np.load(path, allow_pickle=False) as z:
+        weights = {k: z[k] for k in z.files}
+    _check_weights(weights)
+    return weights
+
+
+def n_layers(weights: Mapping[str, np.ndarray]) -> int:
+    return len(weights["activations"])
+
+
+def _check_weights(weights: Mapping[str, np.ndarray]) -> None:
+    if "activations" not in weights:
+        raise ValueError("weights lack 'activations'")
+    prev = None
+    for i, act in enumerate(weights["activations"]):
+        if str(act) not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {act!r} in layer {i}")
+        W, b = weights.get(f"W{i}"), weights.get(f"b{i}")
+        if W is None or b is None or W.ndim != 2 or b.shape != (W.shape[1],):
+            raise ValueError(f"weights of layer {i} are missing or mis-shaped")
+        if prev is not None and W.shape[0] != prev:
+            raise ValueError(f"layer {i} expects {W.shape[0]} inputs but layer {i - 1} gives {prev}")
+        prev = W.shape[1]
+
+
+def n_inputs(weights: Mapping[str, np.ndarray]) -> int:
+    return int(weights["W0"].shape[0])
+
+
+def forward(weights: Mapping[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    """The MLP's output for rows ``x`` (float32 numpy). A one-unit output is returned 1-D ``(n,)``."""
+    h = np.asarray(x, dtype=np.float32)
+    if h.ndim != 2 or h.shape[1] != weights["W0"].shape[0]:
+        raise ValueError(f"forward expects (n, {weights['W0'].shape[0]}) inputs, got {h.shape}")
+    for i, act in enumerate(weights["activations"]):
+        h = h @ weights[f"W{i}"]
+        h += weights[f"b{i}"]
+        h = _activate(h, str(act))
+    return h[:, 0] if h.shape[1] == 1 else h
+
+
+def _activate(z: np.ndarray, act: str) -> np.ndarray:
+    if act == "relu":
+        return np.maximum(z, 0, out=z)
+    if act == "sigmoid":
+        return sigmoid(z)
+    if act == "tanh":
+        return np.tanh(z)
+    return z
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """Overflow-free logistic function."""
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(z.dtype, copy=False)

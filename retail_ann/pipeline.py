@@ -1,0 +1,139 @@
+"""Job functions: read → transform → write for the generate and features steps.
+
+Each takes a SparkSession and typed config, does its I/O through ``io`` and returns the manifest it
+wrote. The CLI parses arguments and calls these; tests call them directly.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from retail_ann import __version__, datagen, io
+from retail_ann import features as fx
+from retail_ann.config import DemoConfig, FeaturesConfig, GenerateConfig, ScoreConfig, TrainConfig, parse_date
+from retail_ann.errors import InputError
+from retail_ann.logs import stage
+from retail_ann.schemas import (
+    AS_OF_DATE, CLICKSTREAM, CUSTOMERS, REJECT_REASON, RAW_TABLES, TRANSACTIONS, WILL_PURCHASE, TableSchema,
+    ValidationLimits, split_valid,
+)
+
+log = logging.getLogger(__name__)
+
+
+def run_generate(spark: SparkSession, cfg: GenerateConfig, out: str) -> dict:
+    """Generate the synthetic shop and write ``out/{customers,transactions,clickstream}`` as Parquet."""
+    tables = datagen.generate_shop(spark, cfg)
+    rows: dict[str, int] = {}
+    timings: dict[str, float] = {}
+    for name, df in tables.items():
+        target = f"{out.rstrip('/')}/{name}"
+        with stage(f"generate.{name}", log) as s:
+            io.write_table(df, target)
+            s.rows = rows[name] = spark.read.parquet(target).count()
+        timings[name] = s.seconds
+    manifest = {
+        "job": "generate", "version": __version__, "config": vars(cfg), "rows": rows, "seconds": timings,
+        "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    io.write_manifest(spark, out, manifest)
+    return manifest
+
+
+def load_validated(
+    spark: SparkSession, path: str, schema: TableSchema, limits: ValidationLimits,
+    out: str, partition: str, fmt: str | None = None,
+) -> tuple[DataFrame, int]:
+    """Read a raw table, quarantine rows that break the schema, and return (valid rows, rejects).
+
+    An input with no valid row at all is an ``InputError``: nothing downstream could mean anything.
+    """
+    raw = io.read_table(spark, path, fmt)
+    valid, rejected = split_valid(raw, schema, limits)
+    n_rejected = io.write_quarantine(spark, rejected, out, schema.name, partition)
+    if valid.limit(1).count() == 0:
+        detail = ""
+        if n_rejected:
+            reasons = (spark.read.parquet(f"{out.rstrip('/')}/{io.QUARANTINE_DIR}/{schema.name}/{partition}")
+                       .groupBy(REJECT_REASON).count().orderBy(F.desc("count")).limit(3).collect())
+            detail = f"; all {n_rejected} row(s) rejected, most often: " + ", ".join(
+                f"{r[REJECT_REASON]} ({r['count']})" for r in reasons)
+        raise InputError(f"{schema.name} at {path}: no valid rows{detail}")
+    return valid, n_rejected
+
+
+def run_features(
+    spark: SparkSession, cfg: FeaturesConfig, as_of: dt.date, transactions: str, out: str,
+    clickstream: str | None = None, customers: str | None = None, fmt: str | None = None,
+) -> dict:
+    """Build the feature table as of ``as_of`` and write ``out/as_of_date=<as_of>/``.
+
+    Rows failing validation go to ``out/_rejected/<table>/as_of_date=<as_of>/`` and are counted in
+    the manifest; a rerun for the same date replaces that partition only.
+    """
+    window = fx.FeatureWindow(as_of, cfg.lookback_days, cfg.horizon_days, cfg.recent_days)
+    limits = ValidationLimits(cfg.max_line_amount, cfg.max_quantity, cfg.max_duration_s)
+    partition = f"{AS_OF_DATE}={as_of.isoformat()}"
+    rejected: dict[str, int] = {}
+    inputs = {TRANSACTIONS.name: transactions, CLICKSTREAM.name: clickstream, CUSTOMERS.name: customers}
+    frames: dict[str, DataFrame] = {}
+    with stage("features.validate", log) as s:
+        for name, path in inputs.items():
+            if path is not None:
+                frames[name], rejected[name] = load_validated(spark, path, RAW_TABLES[name], limits, out, partition, fmt)
+        if CUSTOMERS.name in frames:
+            frames[CUSTOMERS.name], duplicates = fx.dedupe_customers(frames[CUSTOMERS.name])
+            dup_rows = duplicates.withColumn(REJECT_REASON, F.lit("duplicate customer_id"))
+            rejected["customers_duplicates"] = io.write_quarantine(spark, dup_rows, out, "customers_duplicates", partition)
+        s.extra["rejected"] = sum(rejected.values())
+    categories = cfg.categories or fx.top_categories(frames[TRANSACTIONS.name], window, cfg.max_categories)
+    table = fx.build_features(
+        frames[TRANSACTIONS.name], window, categories,
+        clickstream=frames.get(CLICKSTREAM.name), customers=frames.get(CUSTOMERS.name),
+    )
+    with stage("features.aggregate", log) as s:
+        table = table.cache()
+        summary = table.agg(F.count("*").alias("rows"), F.avg(WILL_PURCHASE).alias("rate")).first()
+        s.rows = summary["rows"]
+    if not s.rows:
+        raise InputError(f"no customer is known before {as_of}: check --as-of against the dates in {transactions}")
+    with stage("features.write", log) as w:
+        io.write_partitioned(table, out, AS_OF_DATE)
+        w.rows = s.rows
+    table.unpersist()
+    manifest = {
+        "job": "features", "version": __version__, AS_OF_DATE: as_of.isoformat(),
+        "window": {"feature_start": window.feature_start.isoformat(), "as_of": as_of.isoformat(),
+                   "label_end": window.label_end.isoformat()},
+        "config": vars(cfg), "categories": categories, "inputs": {k: v for k, v in inputs.items() if v},
+        "rows": s.rows, "purchase_rate": round(summary["rate"], 4), "rejected": rejected,
+        "seconds": {"aggregate": s.seconds, "write": w.seconds}, "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    io.write_manifest(spark, f"{out.rstrip('/')}/{partition}", manifest)
+    io.write_success(spark, f"{out.rstrip('/')}/{partition}")
+    log.info("features as of %s: %d customers, purchase rate %.3f, %d rejected row(s)",
+             as_of, s.rows, summary["rate"], sum(rejected.values()))
+    return manifest
+
+
+def run_demo(spark: SparkSession, cfg: DemoConfig, out: str, train_cfg: TrainConfig, score_cfg: ScoreConfig) -> dict:
+    """The whole pipeline on a generated shop: ``out/raw`` → ``out/features`` → ``out/model``
+    (with its report) → ``out/predictions``."""
+    from retail_ann.scoring import score_table
+    from retail_ann.training import train_table
+
+    out = out.rstrip("/")
+    raw = f"{out}/raw"
+    gen_cfg = GenerateConfig(customers=cfg.customers, days=cfg.days, start=cfg.start, seed=cfg.seed)
+    run_generate(spark, gen_cfg, raw)
+    feat_cfg = FeaturesConfig(lookback_days=cfg.lookback_days, horizon_days=cfg.horizon_days)
+    as_of = parse_date(cfg.as_of, "as_of")
+    features = run_features(spark, feat_cfg, as_of, f"{raw}/transactions", f"{out}/features",
+                            clickstream=f"{raw}/clickstream", customers=f"{raw}/customers")
+    with stage("demo.train", log):
+        metrics = train_table(spark, f"{out}/features", f"{out}/model", train_cfg)
+    scores = score_table(spark, f"{out}/features", f"{out}/model", f"{out}/predictions", score_cfg)
+    return {"features": features, "metrics": metrics, "score": scores}

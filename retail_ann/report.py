@@ -1,0 +1,191 @@
+"""The model card (markdown) and the HTML report with its plots (matplotlib, Agg backend).
+
+Both take the ``context`` dict that ``training.train_frame`` builds: ``metrics`` (the metrics.json
+content), ``plots`` (test-row labels and predictions per task and model), ``histories`` (Keras
+training curves per network), ``spec``, ``cfg``, ``version`` and ``data``.
+"""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PURCHASE_COLUMNS = ("roc_auc", "pr_auc", "best_f1", "f1", "precision", "recall", "accuracy", "brier",
+                    "top_decile_lift", "threshold")
+SPEND_COLUMNS = ("r2", "mae", "rmse", "mean_actual", "mean_predicted")
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.4f}" if abs(v) < 1000 else f"{v:,.1f}"
+    return str(v)
+
+
+def _table_rows(section: dict, columns) -> list[list[str]]:
+    rows = []
+    for model, m in section.items():
+        rows.append([model] + [_fmt(m.get(c)) for c in columns])
+    return rows
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def model_card(ctx: dict) -> str:
+    """A short markdown model card: data, period, sizes, features, metrics, limits."""
+    metrics, spec, cfg, data = ctx["metrics"], ctx["spec"], ctx["cfg"], ctx["data"]
+    targets = spec.targets
+    out = [f"# Model card: retail-ann {ctx['version']}", ""]
+    out += ["## Data",
+            f"- source: `{data.get('source', 'in-memory frame')}`",
+            f"- rows: {data.get('rows_total')} in the table, {data.get('rows_sampled')} sampled to the driver "
+            f"(cap {cfg.sample_rows}, seed {cfg.seed}), {data.get('rows_used')} with labels",
+            f"- split ({data.get('split')}): {data.get('rows_fit')} fit, {data.get('rows_validation')} validation "
+            f"(early stopping, threshold), {data.get('rows_test')} test (all metrics below)"]
+    if data.get("period"):
+        out.append(f"- as_of_date: {data['period']} ({', '.join(data.get('as_of_dates', []))})")
+    out.append("")
+    out += ["## Targets"]
+    if "purchase" in targets:
+        t = targets["purchase"]
+        out.append(f"- purchase: label `{t['label']}`, positive rate {t['positive_rate']:.3f} on fit rows; "
+                   f"decision threshold {t['threshold']:.4f} ({t['threshold_rule']})")
+    if "spend" in targets:
+        t = targets["spend"]
+        how = {"two_stage": f"P(buy) x E[spend | buy] (gate: {t.get('gate')}); E[spend | buy] from log1p(spend), smearing {t['smearing']:.3f}",
+               "log1p": f"one network on log1p(spend), smearing {t['smearing']:.3f}",
+               "raw": "one network on standardised spend (MSE)"}[t["target"]]
+        out.append(f"- spend: label `{t['label']}`, {how}")
+    out.append("")
+    out += ["## Features",
+            f"- {len(spec.numeric)} numeric inputs ({sum(f.log for f in spec.numeric)} log-scaled: "
+            f"{', '.join(f.name for f in spec.numeric if f.log) or 'none'}), "
+            f"{len(spec.categorical)} categorical ({', '.join(c.name for c in spec.categorical) or 'none'}) "
+            f"-> {spec.n_features} network inputs",
+            f"- imputation {spec.imputation}; min-max to [0, 1] on fit rows, clipped when scoring; "
+            f"levels seen fewer than {spec.options.get('min_category_count')} times go to the unknown bucket"]
+    if spec.dropped:
+        out.append(f"- left out: {', '.join(f'{k} ({v})' for k, v in spec.dropped.items())}")
+    out.append("")
+    out += ["## Network",
+            f"- MLP {cfg.hidden_units} ReLU, dropout {cfg.dropout}, L2 {cfg.l2}, Adam lr {cfg.learning_rate}, "
+            f"batch {cfg.batch_size}, at most {cfg.epochs} epochs, early stopping patience {cfg.patience} "
+            f"(best weights kept), class weights {'on' if cfg.class_weight else 'off'}",
+            f"- epochs run: {', '.join(f'{k} {v}' for k, v in metrics['training']['epochs_run'].items())}", ""]
+    out += ["## Metrics (test rows)"]
+    if "purchase" in metrics:
+        out += ["", "Purchase:", "", _md_table(["model", *PURCHASE_COLUMNS], _table_rows(metrics["purchase"], PURCHASE_COLUMNS))]
+    if "spend" in metrics:
+        out += ["", "Spend (currency units):", "", _md_table(["model", *SPEND_COLUMNS], _table_rows(metrics["spend"], SPEND_COLUMNS))]
+    out += ["", "`best_f1` is the F1 of the best threshold on the test rows themselves (optimistic, threshold-free); "
+            "`f1` uses the threshold chosen on validation rows.", ""]
+    out += ["## Limits",
+            "- Trained on a sample of at most `sample_rows` rows; metrics are from one random split, "
+            "not from a later period: expect lower figures when the shop's behaviour drifts.",
+            "- Values outside the training range are clipped to it; unseen categories share one bucket.",
+            "- Probabilities are calibrated to the training positive rate; a different base rate at scoring "
+            "time shifts them.",
+            "- Spend is an expectation per customer; single large orders are not predictable from these features.",
+            ""]
+    return "\n".join(out)
+
+
+def write_report(directory: str | Path, ctx: dict) -> list[str]:
+    """Write the PNG plots and ``report.html`` into ``directory``; returns the file names."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    from retail_ann.metrics import curves
+
+    d = Path(directory)
+    files: list[str] = []
+
+    def save(fig, name):
+        fig.tight_layout()
+        fig.savefig(d / name, dpi=90)
+        plt.close(fig)
+        files.append(name)
+
+    plots = ctx["plots"]
+    if "purchase" in plots:
+        y, preds = plots["purchase"]["y"], plots["purchase"]["p"]
+        cs = {name: curves(y, p) for name, p in preds.items() if name != "baseline_majority"}
+        fig, ax = plt.subplots(figsize=(5, 4))
+        for name, c in cs.items():
+            ax.plot(c["fpr"], c["tpr"], label=name)
+        ax.plot([0, 1], [0, 1], "k:", label="chance")
+        ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test)")
+        ax.legend()
+        save(fig, "roc.png")
+        fig, ax = plt.subplots(figsize=(5, 4))
+        for name, c in cs.items():
+            ax.plot(c["recall"], c["precision"], label=name)
+        ax.axhline(float(np.mean(y)), color="k", ls=":", label="base rate")
+        ax.set(xlabel="recall", ylabel="precision", title="Precision-recall (test)")
+        ax.legend()
+        save(fig, "pr.png")
+        fig, ax = plt.subplots(figsize=(5, 4))
+        for name, c in cs.items():
+            ax.plot(c["cal_pred"], c["cal_true"], "o-", label=name)
+        ax.plot([0, 1], [0, 1], "k:", label="perfect")
+        ax.set(xlabel="mean predicted probability", ylabel="observed rate", title="Calibration (test)")
+        ax.legend()
+        save(fig, "calibration.png")
+        fig, ax = plt.subplots(figsize=(5, 4))
+        for name, c in cs.items():
+            ax.plot(c["gains_x"], c["gains_y"], label=name)
+        ax.plot([0, 1], [0, 1], "k:", label="random")
+        ax.set(xlabel="share of customers contacted", ylabel="share of buyers reached", title="Cumulative gains (test)")
+        ax.legend()
+        save(fig, "gains.png")
+    hist = ctx.get("histories", {})
+    if hist:
+        fig, axes = plt.subplots(1, len(hist), figsize=(4.5 * len(hist), 3.6), squeeze=False)
+        for ax, (name, h) in zip(axes[0], hist.items()):
+            ax.plot(range(1, len(h.get("loss", [])) + 1), h.get("loss", []), label="loss")
+            if "val_loss" in h:
+                ax.plot(range(1, len(h["val_loss"]) + 1), h["val_loss"], label="val_loss")
+            ax.set(xlabel="epoch", title=f"{name} training")
+            ax.legend()
+        save(fig, "training.png")
+    if "spend" in plots:
+        y, preds = plots["spend"]["y"], plots["spend"]["p"]
+        fig, ax = plt.subplots(figsize=(5, 4.5))
+        ax.scatter(np.log1p(y), np.log1p(preds["ann"]), s=4, alpha=0.4)
+        top = float(np.log1p(max(np.max(y), np.max(preds["ann"]), 1.0)))
+        ax.plot([0, top], [0, top], "k:")
+        ax.set(xlabel="log1p(actual spend)", ylabel="log1p(predicted spend)", title="Spend: predicted vs actual (test)")
+        save(fig, "spend.png")
+
+    metrics = ctx["metrics"]
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>retail-ann model {html.escape(ctx['version'])}</title>",
+             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child{text-align:left}"
+             "img{margin:4px;border:1px solid #eee}</style></head><body>",
+             f"<h1>retail-ann model {html.escape(ctx['version'])}</h1>"]
+    data = ctx["data"]
+    parts.append(f"<p>{data.get('rows_used')} rows ({data.get('rows_fit')} fit / {data.get('rows_validation')} validation / "
+                 f"{data.get('rows_test')} test, {html.escape(str(data.get('split')))})"
+                 + (f", as_of_date {html.escape(data['period'])}" if data.get("period") else "")
+                 + f", source <code>{html.escape(str(data.get('source', '')))}</code>.</p>")
+    for task, cols in (("purchase", PURCHASE_COLUMNS), ("spend", SPEND_COLUMNS)):
+        if task in metrics:
+            parts.append(f"<h2>{task} (test rows)</h2><table><tr><th>model</th>"
+                         + "".join(f"<th>{c}</th>" for c in cols) + "</tr>")
+            for row in _table_rows(metrics[task], cols):
+                parts.append("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>")
+            parts.append("</table>")
+    parts.append("<h2>Plots</h2>")
+    parts += [f"<img src='{f}' alt='{f}'>" for f in files]
+    parts.append("<h2>Model card</h2><pre>" + html.escape(model_card(ctx)) + "</pre></body></html>")
+    (d / "report.html").write_text("\n".join(parts))
+    return files + ["report.html"]

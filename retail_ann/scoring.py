@@ -1,0 +1,214 @@
+"""Batch scoring of a feature table with a trained artifact, on Spark executors.
+
+The driver loads the artifact (spec + numpy weights, no TensorFlow), checks it against the
+table's schema before anything is written, and ships it to executors once: through a broadcast on a
+classic session, inside the function's closure on Spark Connect (where there is no SparkContext;
+an MLP's weights are tens of KB). Executors score with ``mapInArrow`` over large Arrow batches:
+``spec.transform`` → forward pass → ``purchase_probability``, ``will_purchase`` (the stored
+threshold) and ``predicted_spend``.
+
+Engines: ``numpy`` runs the forward pass from the weight arrays, so executors import no
+TensorFlow; ``keras`` calls the saved Keras models directly (never ``predict``), for comparison.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Callable, Iterator
+from functools import partial
+
+import numpy as np
+import pyarrow as pa
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from retail_ann import io
+from retail_ann.config import ScoreConfig
+from retail_ann.errors import InputError
+from retail_ann.logs import stage
+from retail_ann.model import forward
+from retail_ann.preprocessing import column_types_of
+from retail_ann.schemas import (
+    AS_OF_DATE, MODEL_VERSION, PREDICTED_SPEND, PURCHASE_PROBABILITY, SCORED_AT, WILL_PURCHASE,
+)
+from retail_ann.training import PURCHASE, SPEND, Artifact, load_artifact, spend_from_outputs
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("numpy", "keras")
+_keras_models: dict[tuple[str, str, str], object] = {}
+
+
+def prediction_schema(artifact: Artifact, id_field: T.StructField) -> T.StructType:
+    """Output columns: the id, what the artifact's tasks predict, model version, time, as-of date."""
+    fields = [T.StructField(id_field.name, id_field.dataType, True)]
+    if PURCHASE in artifact.tasks:
+        fields += [T.StructField(PURCHASE_PROBABILITY, T.DoubleType(), False),
+                   T.StructField(WILL_PURCHASE, T.IntegerType(), False)]
+    if SPEND in artifact.tasks:
+        fields.append(T.StructField(PREDICTED_SPEND, T.DoubleType(), False))
+    fields += [T.StructField(MODEL_VERSION, T.StringType(), False),
+               T.StructField(SCORED_AT, T.TimestampType(), False),
+               T.StructField(AS_OF_DATE, T.DateType(), False)]
+    return T.StructType(fields)
+
+
+def check_compatible(df: DataFrame, artifact: Artifact, id_col: str, as_of: dt.date | None) -> None:
+    """Raise ``InputError`` listing every reason the table cannot be scored with the artifact."""
+    problems = []
+    if id_col not in df.columns:
+        problems.append(f"missing id column {id_col}")
+    if as_of is None and AS_OF_DATE not in df.columns:
+        problems.append(f"no {AS_OF_DATE} column: pass --as-of")
+    problems += artifact.spec.check_schema(column_types_of(df.schema))
+    if problems:
+        raise InputError(f"feature table does not fit model {artifact.version}: " + "; ".join(problems))
+
+
+def _keras_network(artifact: Artifact, name: str):
+    """The saved Keras model ``name``, loaded once per Python worker."""
+    key = (artifact.path, artifact.version, name)
+    if key not in _keras_models:
+        import keras
+
+        _keras_models[key] = keras.saving.load_model(f"{artifact.path}/model_{name}.keras", compile=False)
+    return _keras_models[key]
+
+
+def network_runner(artifact: Artifact, engine: str) -> Callable[[str, np.ndarray], np.ndarray]:
+    """``run(network_name, x) -> outputs`` for the engine: numpy forward pass or the Keras model."""
+    if engine == "numpy":
+        return lambda name, x: forward(artifact.weights[name], x)
+    if engine == "keras":
+        return lambda name, x: np.asarray(_keras_network(artifact, name)(x, training=False), dtype=np.float64)
+    raise InputError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+
+
+def predict_matrix(artifact: Artifact, x: np.ndarray, run: Callable[[str, np.ndarray], np.ndarray]) -> dict[str, np.ndarray]:
+    """Predictions for transformed features ``x``: probability, decision and/or spend."""
+    out: dict[str, np.ndarray] = {}
+    p = None
+    if PURCHASE in artifact.tasks:
+        p = run(PURCHASE, x).reshape(-1)
+        out[PURCHASE_PROBABILITY] = p
+        out[WILL_PURCHASE] = (p >= artifact.threshold).astype(np.int32)
+    if SPEND in artifact.tasks:
+        info = artifact.spec.targets[SPEND]
+        gate = None
+        if info["target"] == "two_stage":
+            gate = p if info["gate"] == PURCHASE and p is not None else run(info["gate"], x).reshape(-1)
+        out[PREDICTED_SPEND] = spend_from_outputs(info, run(SPEND, x).reshape(-1), gate)
+    return out
+
+
+def _pinned_threads():
+    """One BLAS/OpenMP thread per task: Spark already runs a task per core."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # executors without threadpoolctl rely on OMP_NUM_THREADS from spark conf
+        from contextlib import nullcontext
+
+        return nullcontext()
+    return threadpool_limits(limits=1)
+
+
+def score_batches(
+    batches: Iterator[pa.RecordBatch], shipped, id_col: str, as_of: dt.date | None,
+    scored_at: dt.datetime, engine: str, schema: pa.Schema,
+) -> Iterator[pa.RecordBatch]:
+    """Executor side of ``mapInArrow``: score each Arrow batch. ``shipped`` is a broadcast of the
+    artifact or the artifact itself."""
+    artifact: Artifact = shipped.value if hasattr(shipped, "value") else shipped
+    run = network_runner(artifact, engine)
+    scored_micros = int(scored_at.timestamp() * 1_000_000)
+    as_of_days = (as_of - dt.date(1970, 1, 1)).days if as_of is not None else 0
+    with _pinned_threads():
+        for batch in batches:
+            n = batch.num_rows
+            preds = predict_matrix(artifact, artifact.spec.transform(batch), run)
+            cols = {id_col: batch.column(id_col)}
+            cols.update({k: pa.array(v) for k, v in preds.items()})
+            cols[MODEL_VERSION] = pa.array([artifact.version] * n, pa.string())
+            cols[SCORED_AT] = pa.array(np.full(n, scored_micros, dtype=np.int64)).cast(pa.timestamp("us", tz="UTC"))
+            if as_of is not None:
+                cols[AS_OF_DATE] = pa.array(np.full(n, as_of_days, dtype=np.int32)).cast(pa.date32())
+            else:
+                cols[AS_OF_DATE] = batch.column(AS_OF_DATE).cast(pa.date32())
+            yield pa.RecordBatch.from_arrays([cols[f.name] for f in schema], schema=schema)
+
+
+def _ship(spark: SparkSession, artifact: Artifact):
+    """Broadcast the artifact on a classic session; on Spark Connect it travels in the closure."""
+    try:
+        sc = spark.sparkContext
+    except Exception:  # Spark Connect: no SparkContext
+        return artifact
+    return sc.broadcast(artifact)
+
+
+def score_dataframe(
+    spark: SparkSession, df: DataFrame, artifact: Artifact, id_col: str = "customer_id",
+    as_of: dt.date | None = None, engine: str = "numpy", scored_at: dt.datetime | None = None,
+) -> DataFrame:
+    """Predictions for every row of ``df`` (lazy). Checks the table against the artifact first."""
+    check_compatible(df, artifact, id_col, as_of)
+    if engine not in ENGINES:
+        raise InputError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+    needed = [id_col, *artifact.spec.input_columns]
+    if as_of is None:
+        needed.append(AS_OF_DATE)
+    else:
+        df = df.where(F.col(AS_OF_DATE) == F.lit(as_of)) if AS_OF_DATE in df.columns else df
+    out_schema = prediction_schema(artifact, df.schema[id_col])
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    arrow_schema = to_arrow_schema(out_schema)
+    fn = partial(score_batches, shipped=_ship(spark, artifact), id_col=id_col, as_of=as_of,
+                 scored_at=scored_at or dt.datetime.now(dt.timezone.utc), engine=engine, schema=arrow_schema)
+    return df.select(*dict.fromkeys(needed)).mapInArrow(fn, out_schema)
+
+
+def score_table(
+    spark: SparkSession, features: str, model_dir: str, out: str, cfg: ScoreConfig,
+    as_of: dt.date | None = None, fmt: str | None = None,
+) -> dict:
+    """Score a feature table and write ``out/as_of_date=…/`` (that partition replaced, others kept)
+    with ``_manifest.json``; returns the manifest."""
+    with stage("score.load", log):
+        artifact = load_artifact(model_dir)
+        df = io.read_table(spark, features, fmt)
+        predictions = score_dataframe(spark, df, artifact, cfg.id_col, as_of, cfg.engine)
+    with stage("score.count_input", log) as s:
+        source = df.where(F.col(AS_OF_DATE) == F.lit(as_of)) if as_of and AS_OF_DATE in df.columns else df
+        s.rows = rows_in = source.count()
+        dates = [as_of] if as_of else sorted(r[0] for r in source.select(AS_OF_DATE).distinct().collect())
+    if rows_in == 0:
+        raise InputError(f"no rows to score in {features}" + (f" for {AS_OF_DATE} {as_of}" if as_of else ""))
+    previous = spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch")
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.batch_rows))
+    try:
+        with stage("score.write", log) as s:
+            io.write_partitioned(predictions, out, AS_OF_DATE, cfg.output_format)
+            s.rows = rows_in
+    finally:
+        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", previous)
+    written = io.read_table(spark, out, cfg.output_format).where(F.col(AS_OF_DATE).isin(*dates))
+    rows_out = written.count()
+    if rows_out != rows_in:
+        raise RuntimeError(f"scored {rows_out} rows for {rows_in} input rows")
+    manifest = {
+        "job": "score", "model_version": artifact.version, "model_dir": str(model_dir), "engine": cfg.engine,
+        "spec_hash": hashlib.sha256(artifact.spec.to_json().encode()).hexdigest()[:16], "features": features, "as_of_dates": [d.isoformat() for d in dates],
+        "rows_in": rows_in, "rows_out": rows_out, "batch_rows": cfg.batch_rows,
+        "seconds": s.seconds, "rows_per_s": round(rows_in / max(s.seconds, 1e-9)),
+        "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    for d in dates:
+        partition = f"{out.rstrip('/')}/{AS_OF_DATE}={d.isoformat()}"
+        io.write_manifest(spark, partition, manifest)
+        io.write_success(spark, partition)
+    log.info("scored %d rows with model %s (%s engine) at %d rows/s", rows_in, artifact.version, cfg.engine,
+             manifest["rows_per_s"])
+    return manifest

@@ -1,0 +1,711 @@
+"""Training: a Spark feature table -> a driver sample -> ``FeatureSpec`` -> Keras MLPs -> MODEL_DIR.
+
+Public API
+----------
+``train_table(spark, features_path, out_dir, cfg, fmt=None) -> dict``
+    Read the table (``retail_ann.io.read_table``), sample at most ``cfg.sample_rows`` rows to the
+    driver through Arrow (deterministic: rows ordered by a hash of id, as_of_date and seed), then
+    ``train_frame``. Returns the content of ``metrics.json`` plus ``model_dir`` and ``version``.
+``train_frame(pdf, out_dir, cfg, source="") -> dict``
+    The same from a pandas DataFrame already on the driver.
+``load_artifact(model_dir) -> Artifact``
+    Everything scoring needs, without importing TensorFlow:
+    ``artifact.spec`` (``FeatureSpec``), ``artifact.weights[name]`` (numpy weight dicts for
+    ``model.forward``; names ``purchase``, ``spend`` and, for a two-stage spend model trained without
+    a purchase task, ``spend_gate``), ``artifact.version``, ``artifact.tasks`` (subset of
+    ``("purchase", "spend")``), ``artifact.threshold`` (decision threshold or None).
+    Scoring does::
+
+        x = artifact.spec.transform(batch)                 # pandas or Arrow batch -> float32
+        p = artifact.predict_purchase(x)                   # == model.forward(artifact.weights["purchase"], x)
+        decision = p >= artifact.threshold
+        spend = artifact.predict_spend(x, purchase_probability=p)   # currency units, >= 0
+
+``spend_from_outputs(spend_info, output, gate_probability=None)``
+    Turns the spend network's raw output into expected spend (for the keras engine, which computes
+    the outputs itself): ``spend_info`` is ``artifact.spec.targets["spend"]``.
+
+Spend targets (``cfg.spend_target``):
+- ``two_stage`` (default): E[spend] = P(buy) x E[spend | buy]; the second network is trained on the
+  buyers only, on standardised ``log1p(spend)``, and mapped back with Duan's smearing factor
+  (estimated on validation buyers). P(buy) is the purchase network when the purchase label agrees
+  with ``spend > 0`` (on >= 99 % of rows), else its own gate network ``spend_gate``.
+- ``log1p``: one network on standardised ``log1p(spend)`` over all rows, mapped back with smearing.
+- ``raw``: one network on standardised spend with plain MSE (the seed's approach).
+
+Artifact (written to a temporary directory beside ``out_dir``, then renamed into place):
+``feature_spec.json``, ``model_<name>.keras``, ``weights_<name>.npz``, ``metrics.json``,
+``model_card.md``, ``report.html`` + ``*.png``, ``VERSION`` (sha256 of the spec and weights, 16 hex
+digits; ``load_artifact`` checks it).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from retail_ann.config import TrainConfig
+from retail_ann.errors import InputError
+from retail_ann.model import forward, load_weights_npz, n_inputs, save_weights_npz
+from retail_ann.preprocessing import FeatureSpec
+from retail_ann.schemas import AS_OF_DATE, CUSTOMER_ID, FUTURE_SPEND, LABELS, WILL_PURCHASE
+
+log = logging.getLogger(__name__)
+
+PURCHASE = "purchase"
+SPEND = "spend"
+SPEND_GATE = "spend_gate"
+TASKS = (PURCHASE, SPEND)
+NETWORKS = (PURCHASE, SPEND, SPEND_GATE)
+
+SPEC_FILE = "feature_spec.json"
+METRICS_FILE = "metrics.json"
+CARD_FILE = "model_card.md"
+VERSION_FILE = "VERSION"
+
+MIN_ROWS = 50            # fewer sampled rows than this cannot be split and evaluated
+MIN_CLASS_ROWS = 10      # each class of a binary label needs this many rows
+MIN_BUYERS = 20          # a spend model needs this many rows with spend > 0
+GATE_AGREEMENT = 0.99    # purchase label == (spend > 0) on this share of rows: reuse it as the gate
+_HASH_COL = "__sample_hash"
+_TRUE = {"true", "t", "yes", "y", "1", "1.0"}
+_FALSE = {"false", "f", "no", "n", "0", "0.0"}
+
+
+# ============================================================================== artifact (no TF)
+@dataclass
+class Artifact:
+    """A trained model directory loaded for scoring (numpy only)."""
+
+    path: str
+    spec: FeatureSpec
+    weights: dict[str, dict[str, np.ndarray]]
+    version: str
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return tuple(self.spec.targets.get("tasks", []))
+
+    @property
+    def threshold(self) -> float | None:
+        info = self.spec.targets.get(PURCHASE)
+        return None if info is None else float(info["threshold"])
+
+    def predict_purchase(self, x: np.ndarray) -> np.ndarray:
+        """Purchase probability per row of transformed features ``x``."""
+        if PURCHASE not in self.weights:
+            raise InputError(f"model {self.path} has no purchase model (tasks: {', '.join(self.tasks)})")
+        return forward(self.weights[PURCHASE], x)
+
+    def predict_spend(self, x: np.ndarray, purchase_probability: np.ndarray | None = None) -> np.ndarray:
+        """Expected spend per row (>= 0). ``purchase_probability`` (from ``predict_purchase``) saves
+        a second pass when the two-stage model uses the purchase network as its gate."""
+        info = self.spec.targets.get(SPEND)
+        if info is None or SPEND not in self.weights:
+            raise InputError(f"model {self.path} has no spend model (tasks: {', '.join(self.tasks)})")
+        out = forward(self.weights[SPEND], x)
+        gate = None
+        if info["target"] == "two_stage":
+            gate_name = info["gate"]
+            if gate_name == PURCHASE and purchase_probability is not None:
+                gate = purchase_probability
+            else:
+                gate = forward(self.weights[gate_name], x)
+        return spend_from_outputs(info, out, gate)
+
+    def predict(self, batch) -> dict[str, np.ndarray]:
+        """Convenience: transform a pandas/Arrow batch and run every task the model has."""
+        x = self.spec.transform(batch)
+        result: dict[str, np.ndarray] = {}
+        p = None
+        if PURCHASE in self.tasks:
+            p = result["purchase_probability"] = self.predict_purchase(x)
+        if SPEND in self.tasks:
+            result["predicted_spend"] = self.predict_spend(x, p)
+        return result
+
+
+def spend_from_outputs(spend_info: Mapping[str, Any], output: np.ndarray,
+                       gate_probability: np.ndarray | None = None) -> np.ndarray:
+    """Expected spend from the spend network's output (and, two-stage, the gate probability)."""
+    t = float(spend_info["center"]) + float(spend_info["scale"]) * np.asarray(output, dtype=np.float64)
+    target = spend_info["target"]
+    if target == "raw":
+        return np.maximum(t, 0.0)
+    cond = np.maximum(np.exp(np.minimum(t, 50.0)) * float(spend_info["smearing"]) - 1.0, 0.0)
+    if target == "two_stage":
+        if gate_probability is None:
+            raise ValueError("a two-stage spend model needs the gate probability")
+        return np.asarray(gate_probability, dtype=np.float64) * cond
+    return cond
+
+
+def load_artifact(model_dir: str | Path) -> Artifact:
+    """Load a model directory written by ``train_table``; checks its VERSION against its content."""
+    p = Path(str(model_dir).removeprefix("file://").removeprefix("file:"))
+    if not (p / SPEC_FILE).is_file():
+        raise InputError(f"not a model directory (no {SPEC_FILE}): {model_dir}")
+    spec_text = (p / SPEC_FILE).read_text()
+    try:
+        spec = FeatureSpec.from_json(spec_text)
+    except (ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{p / SPEC_FILE} is not a valid feature spec: {e}") from None
+    weights = {}
+    for name in NETWORKS:
+        f = p / f"weights_{name}.npz"
+        if f.is_file():
+            try:
+                weights[name] = load_weights_npz(f)
+            except (ValueError, OSError) as e:
+                raise InputError(f"{f} is not a valid weights file: {e}") from None
+            if n_inputs(weights[name]) != spec.n_features:
+                raise InputError(f"{f} expects {n_inputs(weights[name])} inputs but the spec makes {spec.n_features}")
+    for task in spec.targets.get("tasks", []):
+        if task not in weights:
+            raise InputError(f"model directory {p} lacks weights_{task}.npz")
+    version = (p / VERSION_FILE).read_text().strip() if (p / VERSION_FILE).is_file() else ""
+    expected = content_hash(spec_text, weights)
+    if version != expected:
+        raise InputError(f"model directory {p}: VERSION {version or '(missing)'} does not match its content ({expected})")
+    return Artifact(path=str(p), spec=spec, weights=weights, version=version)
+
+
+def content_hash(spec_json: str, weights: Mapping[str, Mapping[str, np.ndarray]]) -> str:
+    """16 hex digits of sha256 over the spec text and every weight array (name, dtype, shape, bytes)."""
+    h = hashlib.sha256(spec_json.encode("utf-8"))
+    for name in sorted(weights):
+        for key in sorted(weights[name]):
+            a = np.ascontiguousarray(weights[name][key])
+            h.update(f"{name}/{key}/{a.dtype.str}/{a.shape}".encode())
+            h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+# ================================================================================ Spark side
+def train_table(spark, features_path: str, out_dir: str, cfg: TrainConfig, fmt: str | None = None) -> dict:
+    """Train on the feature table at ``features_path`` and write the artifact to ``out_dir``."""
+    from retail_ann.io import read_table
+
+    df = read_table(spark, features_path, fmt)
+    pdf, data_info = sample_to_driver(df, cfg)
+    data_info["source"] = str(features_path)
+    return train_frame(pdf, out_dir, cfg, data_info=data_info)
+
+
+def sample_to_driver(df, cfg: TrainConfig) -> tuple[pd.DataFrame, dict]:
+    """At most ``cfg.sample_rows`` rows of ``df`` as pandas, the same rows and order for the same
+    table and seed. Decimals arrive as doubles; nested columns are left out."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    cols = []
+    for f in df.schema.fields:
+        if isinstance(f.dataType, T.DecimalType):
+            cols.append(F.col(f"`{f.name}`").cast("double").alias(f.name))
+        elif isinstance(f.dataType, (T.ArrayType, T.MapType, T.StructType, T.BinaryType)):
+            log.warning("column %s (%s) is not a scalar: left out", f.name, f.dataType.simpleString())
+        else:
+            cols.append(F.col(f"`{f.name}`"))
+    df = df.select(*cols)
+    total = df.count()
+    if total == 0:
+        raise InputError("the feature table is empty")
+    key_cols = [c for c in (cfg.id_col, AS_OF_DATE) if c in df.columns] or list(df.columns)
+    hashed = df.withColumn(_HASH_COL, F.xxhash64(*[F.col(f"`{c}`") for c in key_cols], F.lit(int(cfg.seed))))
+    if total > cfg.sample_rows:
+        # hash-based Bernoulli pre-filter (a bit more than needed), then the lowest hashes
+        keep = min(1.0, 1.2 * cfg.sample_rows / total)
+        buckets = 1 << 20
+        hashed = hashed.where(F.pmod(F.col(_HASH_COL), F.lit(buckets)) < F.lit(int(math.ceil(keep * buckets))))
+        hashed = hashed.orderBy(_HASH_COL).limit(cfg.sample_rows)
+    pdf = hashed.toPandas()
+    sort_cols = [_HASH_COL] + ([cfg.id_col] if cfg.id_col in pdf.columns else [])
+    pdf = pdf.sort_values(sort_cols, kind="stable").drop(columns=[_HASH_COL]).reset_index(drop=True)
+    info: dict[str, Any] = {"rows_total": int(total), "rows_sampled": int(len(pdf))}
+    if AS_OF_DATE in pdf.columns and pdf[AS_OF_DATE].notna().any():
+        dates = sorted({str(d) for d in pdf[AS_OF_DATE].dropna().unique()})
+        info["as_of_dates"] = dates if len(dates) <= 12 else dates[:3] + ["..."] + dates[-3:]
+        info["period"] = f"{dates[0]} .. {dates[-1]}"
+    log.info("sampled %d of %d rows to the driver", len(pdf), total)
+    return pdf, info
+
+
+# ============================================================================== driver side
+def train_frame(pdf: pd.DataFrame, out_dir: str, cfg: TrainConfig, data_info: dict | None = None) -> dict:
+    """Train on rows already on the driver and write the artifact to ``out_dir``."""
+    started = time.time()
+    data_info = dict(data_info or {"rows_total": int(len(pdf)), "rows_sampled": int(len(pdf))})
+    if len(pdf) == 0:
+        raise InputError("the feature table is empty")
+    tasks, purchase_label, spend_label = resolve_task(list(pdf.columns), cfg)
+    pdf, y, s = _labels(pdf, tasks, purchase_label, spend_label)
+    numeric, categorical = _feature_columns(pdf, cfg, {purchase_label, spend_label})
+    if cfg.imputation == "drop":
+        complete = np.ones(len(pdf), dtype=bool)
+        for c in numeric:
+            complete &= np.isfinite(pd.to_numeric(pdf[c], errors="coerce").to_numpy(dtype=float, na_value=np.nan))
+        if not complete.all():
+            log.info("imputation=drop: dropping %d rows with a missing numeric feature", int((~complete).sum()))
+            pdf, y, s = pdf[complete].reset_index(drop=True), _take(y, complete), _take(s, complete)
+    _check_sizes(len(pdf), y, s, tasks)
+    split = _split(pdf, y, s, cfg)
+    fit_idx, val_idx, test_idx = split["fit"], split["val"], split["test"]
+    data_info.update({"rows_used": int(len(pdf)), "rows_fit": int(len(fit_idx)),
+                      "rows_validation": int(len(val_idx)), "rows_test": int(len(test_idx)),
+                      "split": split["how"]})
+    log.info("split: %d fit, %d validation, %d test rows (%s)", len(fit_idx), len(val_idx), len(test_idx), split["how"])
+
+    try:
+        spec = FeatureSpec.fit(
+            pdf.iloc[fit_idx], numeric=numeric, categorical=categorical, imputation=cfg.imputation,
+            skew_threshold=cfg.skew_threshold, min_category_count=cfg.min_category_count,
+            max_levels=cfg.max_levels,
+        )
+    except ValueError as e:
+        raise InputError(f"cannot build features from the training rows: {e}") from None
+    log.info("feature spec: %d numeric (%d log-scaled), %d categorical inputs -> %d features",
+             len(spec.numeric), sum(f.log for f in spec.numeric), len(spec.categorical), spec.n_features)
+    x_all = spec.transform(pdf)
+    xs = {k: x_all[idx] for k, idx in (("fit", fit_idx), ("val", val_idx), ("test", test_idx))}
+
+    keras = _keras(cfg.seed)
+    models: dict[str, Any] = {}
+    histories: dict[str, dict] = {}
+    targets: dict[str, Any] = {"tasks": list(tasks)}
+    metrics: dict[str, Any] = {}
+    plots: dict[str, Any] = {}
+
+    p_test = None
+    if PURCHASE in tasks:
+        yp = {k: y[idx] for k, idx in (("fit", fit_idx), ("val", val_idx), ("test", test_idx))}
+        model, hist = _train_classifier(keras, PURCHASE, xs, yp, cfg)
+        models[PURCHASE], histories[PURCHASE] = model, hist
+        w = _export(model)
+        p_val, p_test = forward(w, xs["val"]), forward(w, xs["test"])
+        from retail_ann.metrics import best_f1_threshold, classification_metrics, purchase_baselines
+
+        if cfg.threshold is not None:
+            thr, rule = float(cfg.threshold), "fixed by configuration"
+        else:
+            thr, rule = best_f1_threshold(yp["val"], p_val)[0], "max F1 on validation rows"
+        targets[PURCHASE] = {"label": purchase_label, "threshold": round(float(thr), 6), "threshold_rule": rule,
+                             "positive_rate": round(float(yp["fit"].mean()), 6)}
+        base, base_p = purchase_baselines(xs["fit"], yp["fit"], xs["val"], yp["val"], xs["test"], yp["test"], cfg.seed)
+        metrics[PURCHASE] = {"ann": classification_metrics(yp["test"], p_test, thr), **base}
+        plots[PURCHASE] = {"y": yp["test"], "p": {"ann": p_test, **base_p}}
+        log.info("purchase test: ROC-AUC %.4f (logistic %.4f), F1 %.4f at %.3f (best %.4f)",
+                 metrics[PURCHASE]["ann"]["roc_auc"] or float("nan"),
+                 metrics[PURCHASE]["baseline_logistic"]["roc_auc"] or float("nan"),
+                 metrics[PURCHASE]["ann"]["f1"], thr, metrics[PURCHASE]["ann"]["best_f1"])
+
+    if SPEND in tasks:
+        sp = {k: s[idx] for k, idx in (("fit", fit_idx), ("val", val_idx), ("test", test_idx))}
+        info, spend_models, spend_hist = _train_spend(keras, xs, sp, y if PURCHASE in tasks else None, s,
+                                                      models, cfg)
+        info["label"] = spend_label
+        models.update(spend_models)
+        histories.update(spend_hist)
+        targets[SPEND] = info
+        weights_now = {k: _export(m) for k, m in models.items()}
+        gate = None
+        if info["target"] == "two_stage":
+            gate = p_test if info["gate"] == PURCHASE else forward(weights_now[SPEND_GATE], xs["test"])
+        pred_test = spend_from_outputs(info, forward(weights_now[SPEND], xs["test"]), gate)
+        from retail_ann.metrics import regression_metrics, spend_baselines
+
+        base, base_p = spend_baselines(xs["fit"], sp["fit"], xs["test"], sp["test"])
+        metrics[SPEND] = {"ann": regression_metrics(sp["test"], pred_test), **base}
+        plots[SPEND] = {"y": sp["test"], "p": {"ann": pred_test, **base_p}}
+        log.info("spend test: R2 %.4f (ridge %.4f, mean %.4f), MAE %.2f",
+                 metrics[SPEND]["ann"]["r2"] or float("nan"), metrics[SPEND]["baseline_ridge"]["r2"] or float("nan"),
+                 metrics[SPEND]["baseline_mean"]["r2"] or float("nan"), metrics[SPEND]["ann"]["mae"])
+
+    spec.targets = targets
+    weights = {k: _export(m) for k, m in models.items()}
+    spec_json = spec.to_json()
+    version = content_hash(spec_json, weights)
+    metrics["data"] = data_info
+    metrics["training"] = {
+        "epochs_run": {k: len(h.get("loss", [])) for k, h in histories.items()},
+        "seconds": round(time.time() - started, 1),
+        "config": asdict(cfg),
+        "features": spec.n_features,
+    }
+    metrics["version"] = version
+    context = {"metrics": metrics, "plots": plots, "histories": histories, "spec": spec, "cfg": cfg,
+               "version": version, "data": data_info}
+    final = _write_artifact(out_dir, spec_json, models, weights, metrics, context, cfg)
+    log.info("model %s written to %s in %.1f s", version, final, time.time() - started)
+    return {**metrics, "model_dir": str(final)}
+
+
+# ------------------------------------------------------------------------------- task & labels
+def resolve_task(columns: list[str], cfg: TrainConfig) -> tuple[tuple[str, ...], str | None, str | None]:
+    """(tasks, purchase label, spend label) for this table and configuration."""
+    purchase_label = cfg.label or WILL_PURCHASE
+    spend_label = cfg.spend_label or FUTURE_SPEND
+    has_p, has_s = purchase_label in columns, spend_label in columns
+    task = cfg.task
+    if task == "auto":
+        if cfg.label:
+            task = "purchase"
+        elif has_p and has_s:
+            task = "both"
+        elif has_p:
+            task = "purchase"
+        elif has_s:
+            task = "spend"
+        else:
+            raise InputError(f"no label column: the table has neither {purchase_label} nor {spend_label}; "
+                             "name the binary target with --label")
+    tasks = {"purchase": (PURCHASE,), "spend": (SPEND,), "both": (PURCHASE, SPEND)}[task]
+    if PURCHASE in tasks and not has_p:
+        raise InputError(f"label column {purchase_label} not found; columns: {', '.join(columns)}")
+    if SPEND in tasks and not has_s:
+        raise InputError(f"spend label column {spend_label} not found; columns: {', '.join(columns)}")
+    return tasks, (purchase_label if PURCHASE in tasks else None), (spend_label if SPEND in tasks else None)
+
+
+def binary_label(values: pd.Series, name: str) -> np.ndarray:
+    """A binary label as int8 0/1: booleans, numbers 0/1, or strings true/false, yes/no, 1/0."""
+    if pd.api.types.is_bool_dtype(values):
+        return values.astype(bool).to_numpy().astype(np.int8)
+    if pd.api.types.is_numeric_dtype(values):
+        v = values.to_numpy(dtype=float, na_value=np.nan)
+        bad = ~np.isin(v, (0.0, 1.0))
+        if bad.any():
+            raise InputError(f"label {name} is not binary: found values {_sample_values(values[bad])}")
+        return v.astype(np.int8)
+    text = values.map(lambda v: str(v).strip().lower())
+    is_true, is_false = text.isin(_TRUE), text.isin(_FALSE)
+    if not (is_true | is_false).all():
+        raise InputError(f"label {name} is not binary: found values {_sample_values(values[~(is_true | is_false)])}")
+    return is_true.to_numpy().astype(np.int8)
+
+
+def _sample_values(values: pd.Series, k: int = 5) -> str:
+    uniq = list(dict.fromkeys(values.astype(str).tolist()))
+    return ", ".join(uniq[:k]) + (", ..." if len(uniq) > k else "")
+
+
+def _labels(pdf: pd.DataFrame, tasks, purchase_label, spend_label):
+    label_cols = [c for c in (purchase_label, spend_label) if c]
+    present = pdf[label_cols].notna().all(axis=1).to_numpy()
+    if not present.all():
+        log.warning("dropping %d rows with a missing label", int((~present).sum()))
+        pdf = pdf[present].reset_index(drop=True)
+    if len(pdf) == 0:
+        raise InputError(f"no rows with a label in {', '.join(label_cols)}")
+    y = binary_label(pdf[purchase_label], purchase_label) if purchase_label else None
+    s = None
+    if spend_label:
+        raw = pdf[spend_label]
+        if not (pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw)):
+            raw = pd.to_numeric(raw, errors="coerce")
+            if raw.isna().any():
+                raise InputError(f"spend label {spend_label} is not numeric")
+        s = raw.to_numpy(dtype=float)
+        if not np.isfinite(s).all():
+            raise InputError(f"spend label {spend_label} has non-finite values")
+        if (s < 0).any():
+            log.warning("spend label %s: %d negative values clipped to 0", spend_label, int((s < 0).sum()))
+            s = np.maximum(s, 0.0)
+    return pdf, y, s
+
+
+def _take(a, mask):
+    return None if a is None else a[mask]
+
+
+def _check_sizes(n: int, y, s, tasks) -> None:
+    if n < MIN_ROWS:
+        raise InputError(f"too few rows to train: {n} (need at least {MIN_ROWS})")
+    if y is not None:
+        pos = int(y.sum())
+        if min(pos, n - pos) < MIN_CLASS_ROWS:
+            raise InputError(f"too few rows of one class to train a classifier: {pos} positive, {n - pos} negative "
+                             f"(need at least {MIN_CLASS_ROWS} of each)")
+    if s is not None and int((s > 0).sum()) < MIN_BUYERS:
+        raise InputError(f"too few rows with positive spend: {int((s > 0).sum())} (need at least {MIN_BUYERS})")
+
+
+def _feature_columns(pdf: pd.DataFrame, cfg: TrainConfig, labels: set) -> tuple[list[str], list[str]]:
+    """Numeric and categorical input columns; converts numeric-looking text columns (CSV) in place."""
+    missing_cat = [c for c in cfg.categorical if c not in pdf.columns]
+    if missing_cat:
+        raise InputError(f"categorical column(s) not in the table: {', '.join(missing_cat)}")
+    unknown_excl = [c for c in cfg.exclude if c not in pdf.columns]
+    if unknown_excl:
+        log.warning("exclude names column(s) not in the table: %s", ", ".join(unknown_excl))
+    skip = set(LABELS) | {c for c in labels if c} | {cfg.id_col, CUSTOMER_ID, AS_OF_DATE} | set(cfg.exclude)
+    numeric, categorical = [], []
+    for c in pdf.columns:
+        if c in skip:
+            continue
+        col = pdf[c]
+        if c in cfg.categorical:
+            categorical.append(c)
+        elif pd.api.types.is_bool_dtype(col):
+            categorical.append(c)
+        elif pd.api.types.is_numeric_dtype(col):
+            numeric.append(c)
+        elif col.dtype == object or pd.api.types.is_string_dtype(col):
+            kind = _object_kind(col)
+            if kind == "numeric":
+                pdf[c] = pd.to_numeric(col, errors="coerce")
+                numeric.append(c)
+            elif kind == "categorical":
+                categorical.append(c)
+            else:
+                log.info("column %s (%s) is not a feature type: left out", c, kind)
+        else:
+            log.info("column %s (%s) is not a feature type: left out", c, col.dtype)
+    if not numeric and not categorical:
+        raise InputError("no feature columns: every column is an id, a label, as_of_date or excluded")
+    return numeric, categorical
+
+
+def _object_kind(col: pd.Series) -> str:
+    """``numeric`` (numbers, or text that all parses as numbers: CSV), ``categorical`` (text,
+    booleans) or the Python type name of values that are neither (dates, bytes)."""
+    nonnull = col.dropna()
+    if len(nonnull) == 0:
+        return "entirely missing"
+    first = nonnull.iloc[0]
+    if isinstance(first, (bool, np.bool_)):
+        return "categorical"
+    if isinstance(first, str):
+        text = nonnull.astype(str).str.strip()
+        parsed = pd.to_numeric(text[text != ""], errors="coerce")
+        return "numeric" if len(parsed) and parsed.notna().all() else "categorical"
+    if isinstance(first, (int, float, np.number)) or type(first).__name__ == "Decimal":
+        return "numeric"
+    return type(first).__name__
+
+
+def _split(pdf: pd.DataFrame, y, s, cfg: TrainConfig) -> dict:
+    """Indices of fit / validation / test rows. Stratified on the purchase label (or spend > 0);
+    grouped by id when an id repeats (several as_of_dates), so a customer is on one side only."""
+    from sklearn.model_selection import GroupShuffleSplit, train_test_split
+
+    n = len(pdf)
+    strat = y if y is not None else (s > 0).astype(np.int8)
+    idx = np.arange(n)
+    groups = pdf[cfg.id_col].astype(str).to_numpy() if cfg.id_col in pdf.columns else None
+    try:
+        if groups is not None and len(np.unique(groups)) < n:
+            gss = GroupShuffleSplit(n_splits=1, test_size=cfg.split, random_state=cfg.seed)
+            train_idx, test_idx = next(gss.split(idx, groups=groups))
+            gss_val = GroupShuffleSplit(n_splits=1, test_size=cfg.validation_split, random_state=cfg.seed + 1)
+            f, v = next(gss_val.split(train_idx, groups=groups[train_idx]))
+            fit_idx, val_idx, how = train_idx[f], train_idx[v], f"grouped by {cfg.id_col}"
+        else:
+            train_idx, test_idx = train_test_split(idx, test_size=cfg.split, stratify=strat, random_state=cfg.seed)
+            fit_idx, val_idx = train_test_split(train_idx, test_size=cfg.validation_split,
+                                                stratify=strat[train_idx], random_state=cfg.seed)
+            how = "stratified"
+    except ValueError as e:
+        raise InputError(f"cannot split {n} rows into training, validation and test sets: {e}") from None
+    for name, part in (("validation", val_idx), ("test", test_idx), ("fit", fit_idx)):
+        if len(np.unique(strat[part])) < 2:
+            raise InputError(f"the {name} rows hold only one class; more rows are needed")
+    return {"fit": np.sort(fit_idx), "val": np.sort(val_idx), "test": np.sort(test_idx), "how": how}
+
+
+# ------------------------------------------------------------------------------------ Keras
+def _keras(seed: int):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    keras.utils.set_random_seed(int(seed))
+    try:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    except Exception:  # pragma: no cover - another backend
+        pass
+    return keras
+
+
+def _epoch_logger(keras, name: str, epochs: int):
+    class EpochLog(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self._t = time.time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            parts = [f"{k}={logs[k]:.4f}" for k in ("loss", "val_loss", "val_auc") if k in logs]
+            log.info("%s epoch %d/%d %s (%.1f s)", name, epoch + 1, epochs, " ".join(parts), time.time() - self._t)
+
+    return EpochLog()
+
+
+def _fit(keras, name: str, model, x_fit, t_fit, x_val, t_val, cfg: TrainConfig, class_weight=None) -> dict:
+    callbacks = [_epoch_logger(keras, name, cfg.epochs)]
+    if cfg.patience > 0:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
+                                                       restore_best_weights=True))
+    hist = model.fit(x_fit, t_fit.astype(np.float32), validation_data=(x_val, t_val.astype(np.float32)),
+                     epochs=cfg.epochs, batch_size=cfg.batch_size, class_weight=class_weight,
+                     callbacks=callbacks, verbose=0, shuffle=True)
+    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    if cfg.patience > 0 and "val_loss" in history:
+        best = int(np.argmin(history["val_loss"]))
+        log.info("%s: best epoch %d of %d (val_loss %.4f)", name, best + 1, len(history["val_loss"]),
+                 history["val_loss"][best])
+    return history
+
+
+def _train_classifier(keras, name: str, xs: dict, ys: dict, cfg: TrainConfig):
+    from retail_ann.model import build_mlp
+
+    prior = float(np.clip(ys["fit"].mean(), 1e-4, 1 - 1e-4))
+    weights = None
+    if cfg.class_weight:
+        n1 = ys["fit"].sum()
+        n0 = len(ys["fit"]) - n1
+        weights = {0: len(ys["fit"]) / (2.0 * n0), 1: len(ys["fit"]) / (2.0 * n1)}
+    model = build_mlp(xs["fit"].shape[1], cfg.hidden_units, cfg.dropout, "sigmoid", cfg.learning_rate,
+                      l2=cfg.l2, output_bias=math.log(prior / (1 - prior)), seed=cfg.seed)
+    history = _fit(keras, name, model, xs["fit"], ys["fit"], xs["val"], ys["val"], cfg, weights)
+    if weights is not None:
+        # Class weights shift the learned log-odds by log(w1 / w0); shift them back so the
+        # probabilities stay calibrated to the real positive rate.
+        out = model.layers[-1]
+        kernel, bias = out.get_weights()
+        out.set_weights([kernel, bias - np.float32(math.log(weights[1] / weights[0]))])
+    return model, history
+
+
+def _train_regressor(keras, name: str, x_fit, t_fit, x_val, t_val, cfg: TrainConfig):
+    from retail_ann.model import build_mlp
+
+    model = build_mlp(x_fit.shape[1], cfg.hidden_units, cfg.dropout, "linear", cfg.learning_rate,
+                      l2=cfg.l2, seed=cfg.seed + 7)
+    return model, _fit(keras, name, model, x_fit, t_fit, x_val, t_val, cfg)
+
+
+def _train_spend(keras, xs: dict, sp: dict, y_all, s_all, models: dict, cfg: TrainConfig):
+    """Train the spend network(s); returns (spend info for the spec, new models, histories)."""
+    info: dict[str, Any] = {"target": cfg.spend_target}
+    new_models: dict[str, Any] = {}
+    hist: dict[str, dict] = {}
+    if cfg.spend_target == "raw":
+        center, scale = float(sp["fit"].mean()), float(sp["fit"].std() or 1.0)
+        model, h = _train_regressor(keras, SPEND, xs["fit"], (sp["fit"] - center) / scale,
+                                    xs["val"], (sp["val"] - center) / scale, cfg)
+        info.update(center=center, scale=scale, smearing=1.0)
+    elif cfg.spend_target == "log1p":
+        t_fit, t_val = np.log1p(sp["fit"]), np.log1p(sp["val"])
+        center, scale = float(t_fit.mean()), float(t_fit.std() or 1.0)
+        model, h = _train_regressor(keras, SPEND, xs["fit"], (t_fit - center) / scale,
+                                    xs["val"], (t_val - center) / scale, cfg)
+        resid = t_val - (center + scale * forward(_export(model), xs["val"]))
+        info.update(center=center, scale=scale, smearing=_smearing(resid))
+    else:  # two_stage
+        buy = {k: sp[k] > 0 for k in ("fit", "val")}
+        if buy["fit"].sum() < MIN_BUYERS or buy["val"].sum() < 2:
+            raise InputError(f"too few rows with positive spend to train the spend model: "
+                             f"{int(buy['fit'].sum())} (need at least {MIN_BUYERS})")
+        gate = None
+        if PURCHASE in models and y_all is not None:
+            agree = float(np.mean(y_all == (s_all > 0)))
+            if agree >= GATE_AGREEMENT:
+                gate = PURCHASE
+            else:
+                log.info("purchase label agrees with spend > 0 on %.1f%% of rows: training a separate gate", 100 * agree)
+        if gate is None:
+            gate = SPEND_GATE
+            gm, gh = _train_classifier(keras, SPEND_GATE, xs, {k: (sp[k] > 0).astype(np.int8) for k in sp}, cfg)
+            new_models[SPEND_GATE], hist[SPEND_GATE] = gm, gh
+        t_fit, t_val = np.log1p(sp["fit"][buy["fit"]]), np.log1p(sp["val"][buy["val"]])
+        center, scale = float(t_fit.mean()), float(t_fit.std() or 1.0)
+        model, h = _train_regressor(keras, SPEND, xs["fit"][buy["fit"]], (t_fit - center) / scale,
+                                    xs["val"][buy["val"]], (t_val - center) / scale, cfg)
+        resid = t_val - (center + scale * forward(_export(model), xs["val"][buy["val"]]))
+        info.update(center=center, scale=scale, smearing=_smearing(resid), gate=gate)
+    new_models[SPEND], hist[SPEND] = model, h
+    info = {k: (round(v, 8) if isinstance(v, float) else v) for k, v in info.items()}
+    return info, new_models, hist
+
+
+def _smearing(resid: np.ndarray) -> float:
+    """Duan's smearing factor mean(exp(residual)) for mapping a log-scale prediction back."""
+    if len(resid) == 0:
+        return 1.0
+    return float(np.mean(np.exp(np.clip(resid, -20, 20))))
+
+
+def _export(model) -> dict[str, np.ndarray]:
+    from retail_ann.model import export_weights
+
+    return export_weights(model)
+
+
+# ---------------------------------------------------------------------------------- artifact
+def _write_artifact(out_dir: str, spec_json: str, models: dict, weights: dict, metrics: dict,
+                    context: dict, cfg: TrainConfig) -> Path:
+    from retail_ann.io import is_local
+
+    if not is_local(str(out_dir)):
+        raise InputError(f"the model directory must be a local path, not {out_dir}")
+    out = Path(str(out_dir).removeprefix("file://").removeprefix("file:")).resolve()
+    if out.exists() and not out.is_dir():
+        raise InputError(f"model directory {out} exists and is not a directory")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        (tmp / SPEC_FILE).write_text(spec_json)
+        for name, model in models.items():
+            model.save(tmp / f"model_{name}.keras")
+            save_weights_npz(weights[name], tmp / f"weights_{name}.npz")
+        (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=False, default=_json_default))
+        from retail_ann import report
+
+        (tmp / CARD_FILE).write_text(report.model_card(context))
+        if cfg.report:
+            report.write_report(tmp, context)
+        (tmp / VERSION_FILE).write_text(context["version"] + "\n")
+        os.chmod(tmp, 0o755)
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _replace_dir(new: Path, out: Path) -> None:
+    """Move ``new`` to ``out``; an existing ``out`` is swapped out first, then removed."""
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+        os.rename(out, old)
+        try:
+            os.rename(new, out)
+        except BaseException:
+            os.rename(old, out)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(new, out)
+
+
+def _json_default(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)

@@ -1,0 +1,32 @@
+"""Shipped YAML equals the dataclass defaults, and bad settings are refused with a clear error."""
+from __future__ import annotations
+
+import pytest
+
+from retail_ann import config as cfg_mod
+from retail_ann.config import CONF_DIR, ConfigError, load_config
+
+JOB_CONFIGS = {
+    name: getattr(cfg_mod, cls) for name, cls in {
+        "generate": "GenerateConfig", "features": "FeaturesConfig", "score": "ScoreConfig",
+        "demo": "DemoConfig", "train": "TrainConfig",
+    }.items() if hasattr(cfg_mod, cls)
+}
+
+
+@pytest.mark.parametrize("job", sorted(JOB_CONFIGS))
+def test_shipped_yaml_equals_defaults(job):
+    cls = JOB_CONFIGS[job]
+    assert load_config(cls, CONF_DIR / f"{job}.yaml") == cls()
+
+
+def test_unknown_setting_is_named(tmp_path):
+    path = tmp_path / "f.yaml"
+    path.write_text("lookback_days: 30\nlookbak: 2\n")
+    with pytest.raises(ConfigError, match="unknown setting\\(s\\) lookbak"):
+        load_config(cfg_mod.FeaturesConfig, path)
+
+
+def test_overrides_win_and_none_is_ignored():
+    c = load_config(cfg_mod.FeaturesConfig, CONF_DIR / "features.yaml", {"horizon_days": 7, "lookback_days": None})
+    assert c.horizon_days == 7 and c.lookback_days == 365

@@ -1,0 +1,57 @@
+"""The numpy forward pass equals Keras, survives the .npz round trip, and never needs TensorFlow."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from retail_ann.model import build_mlp, export_weights, forward, load_weights_npz, save_weights_npz
+
+
+@pytest.mark.parametrize("output,hidden", [("sigmoid", (16, 8)), ("linear", (12, 8, 4))])
+def test_numpy_forward_equals_keras(tmp_path, output, hidden):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = build_mlp(7, hidden, dropout=0.3, output=output, learning_rate=0.01, seed=0)
+    rng = np.random.default_rng(0)
+    x = rng.random((256, 7)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 1).astype(np.float32)
+    model.fit(x, y, epochs=2, batch_size=32, verbose=0)   # move the weights off their initial values
+    expected = np.asarray(model(x, training=False)).reshape(-1)
+    weights = export_weights(model)
+    assert list(weights["activations"]) == ["relu"] * len(hidden) + [output]
+    np.testing.assert_allclose(forward(weights, x), expected, rtol=0, atol=1e-5)
+    save_weights_npz(weights, tmp_path / "w.npz")
+    loaded = load_weights_npz(tmp_path / "w.npz")
+    assert set(loaded) == set(weights)
+    np.testing.assert_array_equal(forward(loaded, x), forward(weights, x))
+    # the saved .keras model predicts the same
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(np.asarray(again(x, training=False)).reshape(-1), expected, atol=1e-6)
+
+
+def test_forward_checks_its_input_width_and_is_stable_at_extremes():
+    w = {"W0": np.ones((3, 2), np.float32) * 100, "b0": np.zeros(2, np.float32),
+         "W1": np.ones((2, 1), np.float32), "b1": np.array([-1e4], np.float32),
+         "activations": np.array(["relu", "sigmoid"])}
+    with pytest.raises(ValueError):
+        forward(w, np.zeros((2, 4), np.float32))
+    with np.errstate(over="raise"):
+        p = forward(w, np.array([[0, 0, 0], [100, 100, 100]], np.float32))
+    assert p.shape == (2,) and np.isfinite(p).all() and p[0] == 0.0 and p[1] == 1.0
+
+
+def test_scoring_imports_never_load_tensorflow():
+    code = (
+        "import sys, numpy as np\n"
+        "import retail_ann.model as m, retail_ann.preprocessing, retail_ann.training\n"
+        "w = {'W0': np.ones((2, 1), np.float32), 'b0': np.zeros(1, np.float32), 'activations': np.array(['sigmoid'])}\n"
+        "m.forward(w, np.zeros((3, 2), np.float32))\n"
+        "bad = [k for k in sys.modules if k.split('.')[0] in ('tensorflow', 'keras', 'sklearn')]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,137 @@
+"""Scoring a feature table with a trained artifact on Spark executors."""
+from __future__ import annotations
+
+import datetime as dt
+import sys
+
+import numpy as np
+import pytest
+from pyspark.sql import functions as F
+
+from retail_ann.cli import main
+from retail_ann.config import ScoreConfig
+from retail_ann.errors import InputError
+from retail_ann.scoring import score_batches, score_dataframe, score_table
+from retail_ann.schemas import (
+    AS_OF_DATE, CUSTOMER_ID, MODEL_VERSION, PREDICTED_SPEND, PURCHASE_PROBABILITY, SCORED_AT, WILL_PURCHASE,
+)
+from retail_ann.training import load_artifact
+
+VALUE_COLS = [CUSTOMER_ID, PURCHASE_PROBABILITY, WILL_PURCHASE, PREDICTED_SPEND, MODEL_VERSION, AS_OF_DATE]
+
+
+@pytest.fixture(scope="module")
+def scored(spark, shop, trained_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("predictions") / "predictions"
+    manifest = score_table(spark, str(shop["features"]), str(trained_model["dir"]), str(out), ScoreConfig())
+    return {"out": out, "manifest": manifest}
+
+
+def test_every_customer_scored_exactly_once(spark, shop, scored):
+    features = spark.read.parquet(str(shop["features"]))
+    preds = spark.read.parquet(str(scored["out"]))
+    assert preds.count() == features.count() == scored["manifest"]["rows_out"] == scored["manifest"]["rows_in"]
+    assert preds.select(CUSTOMER_ID).distinct().count() == preds.count()
+    assert preds.join(features, CUSTOMER_ID, "left_anti").count() == 0
+    stats = preds.agg(F.min(PURCHASE_PROBABILITY), F.max(PURCHASE_PROBABILITY), F.min(PREDICTED_SPEND),
+                      *[F.sum(F.col(c).isNull().cast("int")) for c in VALUE_COLS + [SCORED_AT]]).first()
+    assert 0.0 <= stats[0] <= stats[1] <= 1.0
+    assert stats[2] >= 0.0
+    assert all(n == 0 for n in stats[3:])
+    assert {r[0] for r in preds.select(MODEL_VERSION).distinct().collect()} == {scored["manifest"]["model_version"]}
+    assert (scored["out"] / "as_of_date=2024-07-01" / "_SUCCESS").exists()
+    assert (scored["out"] / "as_of_date=2024-07-01" / "_manifest.json").exists()
+
+
+def test_decision_uses_the_stored_threshold(spark, scored, trained_model):
+    threshold = load_artifact(trained_model["dir"]).threshold
+    preds = spark.read.parquet(str(scored["out"]))
+    wrong = preds.where((F.col(PURCHASE_PROBABILITY) >= threshold) != (F.col(WILL_PURCHASE) == 1)).count()
+    assert wrong == 0
+
+
+def test_rerun_replaces_only_its_partition_with_identical_values(spark, shop, trained_model, tmp_path):
+    out = tmp_path / "preds"
+    features = str(shop["features"])
+    score_table(spark, features, str(trained_model["dir"]), str(out), ScoreConfig())
+    other = tmp_path / "other_date"
+    spark.read.parquet(features).withColumn(AS_OF_DATE, F.lit(dt.date(2024, 8, 1))).write.parquet(str(other))
+    score_table(spark, str(other), str(trained_model["dir"]), str(out), ScoreConfig())
+    first = sorted(spark.read.parquet(str(out)).select(VALUE_COLS).collect())
+    score_table(spark, features, str(trained_model["dir"]), str(out), ScoreConfig())
+    again = spark.read.parquet(str(out))
+    assert again.count() == len(first) == 2 * spark.read.parquet(features).count()
+    assert sorted(again.select(VALUE_COLS).collect()) == first
+
+
+def test_missing_model_column_is_rejected_before_writing(spark, shop, trained_model, tmp_path, capsys):
+    spec_cols = list(load_artifact(trained_model["dir"]).spec.input_columns)
+    dropped = spec_cols[0]
+    broken = tmp_path / "broken"
+    spark.read.parquet(str(shop["features"])).drop(dropped).write.parquet(str(broken))
+    out = tmp_path / "preds"
+    code = main(["score", "--features", str(broken), "--model", str(trained_model["dir"]), "--out", str(out)])
+    assert code == 2
+    assert f"missing column {dropped}" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_numpy_and_keras_engines_agree(spark, shop, trained_model):
+    artifact = load_artifact(trained_model["dir"])
+    df = spark.read.parquet(str(shop["features"])).limit(300)
+    cols = [CUSTOMER_ID, PURCHASE_PROBABILITY, PREDICTED_SPEND]
+    by_engine = {
+        engine: score_dataframe(spark, df, artifact, engine=engine).select(cols).toPandas()
+        .sort_values(CUSTOMER_ID).reset_index(drop=True)
+        for engine in ("numpy", "keras")
+    }
+    assert len(by_engine["numpy"]) == 300
+    np.testing.assert_allclose(by_engine["numpy"][PURCHASE_PROBABILITY], by_engine["keras"][PURCHASE_PROBABILITY],
+                               atol=1e-5)
+    np.testing.assert_allclose(by_engine["numpy"][PREDICTED_SPEND], by_engine["keras"][PREDICTED_SPEND],
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_numpy_engine_runs_on_executors_without_tensorflow(spark, shop, trained_model):
+    from functools import partial
+
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    def _without_tensorflow(batches, **kwargs):
+        """The library's executor-side scorer, in a Spark worker where TensorFlow cannot be imported.
+        Nested, so cloudpickle ships it by value to workers that cannot import this test module."""
+        saved = {name: sys.modules.get(name) for name in ("tensorflow", "keras")}
+        for name in saved:
+            sys.modules[name] = None  # `import tensorflow` now raises ImportError in this worker
+        try:
+            yield from score_batches(batches, **kwargs)
+        finally:
+            for name, module in saved.items():
+                if module is None:
+                    sys.modules.pop(name, None)
+                else:
+                    sys.modules[name] = module
+
+    artifact = load_artifact(trained_model["dir"])
+    df = spark.read.parquet(str(shop["features"]))
+    reference = score_dataframe(spark, df, artifact)
+    fn = partial(_without_tensorflow, shipped=artifact, id_col=CUSTOMER_ID, as_of=None,
+                 scored_at=dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc), engine="numpy",
+                 schema=to_arrow_schema(reference.schema))
+    blocked = df.select(CUSTOMER_ID, AS_OF_DATE, *artifact.spec.input_columns).mapInArrow(fn, reference.schema)
+    assert blocked.count() == df.count()
+    with pytest.raises(Exception, match="(?s)ImportError|ModuleNotFoundError|import of tensorflow"):
+        keras_fn = partial(_without_tensorflow, shipped=load_artifact(trained_model["dir"]), id_col=CUSTOMER_ID,
+                           as_of=None, scored_at=dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc), engine="keras",
+                           schema=to_arrow_schema(reference.schema))
+        df.select(CUSTOMER_ID, AS_OF_DATE, *artifact.spec.input_columns).mapInArrow(
+            keras_fn, reference.schema).count()
+
+
+def test_table_without_as_of_needs_the_flag(spark, shop, trained_model):
+    artifact = load_artifact(trained_model["dir"])
+    df = spark.read.parquet(str(shop["features"])).drop(AS_OF_DATE)
+    with pytest.raises(InputError, match="pass --as-of"):
+        score_dataframe(spark, df, artifact)
+    preds = score_dataframe(spark, df, artifact, as_of=dt.date(2024, 9, 1))
+    assert {r[0] for r in preds.select(AS_OF_DATE).distinct().collect()} == {dt.date(2024, 9, 1)}

@@ -1,0 +1,178 @@
+"""Training end to end on a small Spark table, the artifact round trip, and bad inputs."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from retail_ann.config import TrainConfig
+from retail_ann.errors import InputError
+from retail_ann.model import forward
+from retail_ann.schemas import AS_OF_DATE, CUSTOMER_ID, FUTURE_SPEND, WILL_PURCHASE
+from retail_ann.training import load_artifact, train_frame, train_table
+
+FAST = dict(epochs=6, batch_size=64, hidden_units=[16, 8], patience=3, dropout=0.1, learning_rate=0.01)
+
+
+def feature_table(n: int = 2000, seed: int = 7) -> pd.DataFrame:
+    """A feature table whose labels depend on the features (so there is something to learn)."""
+    rng = np.random.default_rng(seed)
+    orders = rng.poisson(1.5, n)
+    spend_past = np.where(orders > 0, rng.lognormal(3.5, 1.0, n) * orders, 0.0)
+    recency = rng.exponential(60, n).round()
+    visits = rng.poisson(4, n)
+    location = rng.choice(["north", "south", "east", "west"], n)
+    logit = -1.2 + 0.9 * np.log1p(orders) + 0.15 * visits - recency / 50 + (location == "north") * 0.8
+    buy = rng.random(n) < 1 / (1 + np.exp(-logit))
+    future = np.where(buy, rng.lognormal(2.5, 0.7, n) * (1 + np.log1p(spend_past) / 3), 0.0)
+    return pd.DataFrame({
+        CUSTOMER_ID: [f"c{i:05d}" for i in range(n)],
+        AS_OF_DATE: [dt.date(2024, 6, 1)] * n,
+        "orders": orders.astype(np.int64),
+        "spend_past": spend_past,
+        "days_since_last": np.where(orders > 0, recency, np.nan),
+        "visits": visits.astype(np.int64),
+        "age": rng.integers(18, 80, n).astype(np.int32),
+        "gender": rng.choice(["f", "m"], n),
+        "location": location,
+        WILL_PURCHASE: buy.astype(np.int32),
+        FUTURE_SPEND: future,
+    })
+
+
+@pytest.fixture(scope="module")
+def trained(spark, tmp_path_factory):
+    pdf = feature_table()
+    path = str(tmp_path_factory.mktemp("features") / "features")
+    spark.createDataFrame(pdf).write.parquet(path)
+    out = tmp_path_factory.mktemp("models") / "model"
+    cfg = TrainConfig(**FAST, seed=3)
+    result = train_table(spark, path, str(out), cfg)
+    return {"pdf": pdf, "path": path, "out": out, "result": result, "cfg": cfg}
+
+
+def test_end_to_end_beats_the_baselines_and_writes_the_artifact(trained):
+    out, result = trained["out"], trained["result"]
+    for name in ("model_purchase.keras", "model_spend.keras", "weights_purchase.npz", "weights_spend.npz",
+                 "feature_spec.json", "metrics.json", "model_card.md", "VERSION", "report.html",
+                 "roc.png", "pr.png", "calibration.png", "gains.png", "training.png", "spend.png"):
+        assert (out / name).is_file(), name
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]   # no temp dirs left behind
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["purchase"]) == {"ann", "baseline_majority", "baseline_logistic"}
+    assert set(metrics["spend"]) == {"ann", "baseline_mean", "baseline_ridge"}
+    ann, majority = metrics["purchase"]["ann"], metrics["purchase"]["baseline_majority"]
+    assert ann["roc_auc"] > majority["roc_auc"] + 0.15
+    assert metrics["spend"]["ann"]["r2"] > metrics["spend"]["baseline_mean"]["r2"]
+    assert metrics["data"]["rows_sampled"] == 2000
+    assert metrics["data"]["rows_fit"] + metrics["data"]["rows_validation"] + metrics["data"]["rows_test"] == 2000
+    assert result["version"] == (out / "VERSION").read_text().strip()
+
+
+def test_spec_is_fitted_on_the_fit_rows_only(tmp_path):
+    from retail_ann.training import _split, binary_label
+
+    pdf = feature_table(600, seed=5)
+    cfg = TrainConfig(**FAST, task="purchase", report=False)
+    split = _split(pdf, binary_label(pdf[WILL_PURCHASE], WILL_PURCHASE), None, cfg)
+    held_out = np.concatenate([split["val"], split["test"]])
+    pdf.loc[held_out, "visits"] = 10_000          # extreme values outside the fit rows
+    pdf.loc[held_out, "location"] = "atlantis"   # a level seen only outside the fit rows
+    result = train_frame(pdf, str(tmp_path / "m"), cfg)
+    spec = load_artifact(tmp_path / "m").spec
+    assert spec.n_rows == result["data"]["rows_fit"] == len(split["fit"])
+    visits = next(f for f in spec.numeric if f.name == "visits")
+    assert visits.hi == pdf.loc[split["fit"], "visits"].max() < 100
+    assert "atlantis" not in spec.categorical[[c.name for c in spec.categorical].index("location")].levels
+
+
+def test_artifact_round_trip_predicts_like_keras(trained):
+    import keras
+
+    out, pdf = trained["out"], trained["pdf"]
+    art = load_artifact(out)
+    assert art.tasks == ("purchase", "spend") and 0 < art.threshold < 1
+    x = art.spec.transform(pdf.head(300))
+    p = art.predict_purchase(x)
+    model = keras.models.load_model(out / "model_purchase.keras")
+    np.testing.assert_allclose(p, np.asarray(model(x, training=False)).reshape(-1), atol=1e-5)
+    np.testing.assert_array_equal(p, forward(art.weights["purchase"], x))
+    spend = art.predict_spend(x, purchase_probability=p)
+    assert spend.shape == (300,) and (spend >= 0).all()
+    np.testing.assert_allclose(art.predict_spend(x), spend)
+    both = art.predict(pdf.head(300))
+    np.testing.assert_array_equal(both["purchase_probability"], p)
+
+
+def test_load_artifact_needs_no_tensorflow_and_checks_the_version(trained, tmp_path):
+    out, pdf = trained["out"], trained["pdf"]
+    batch = tmp_path / "batch.parquet"
+    pdf.head(50).to_parquet(batch)
+    expected = load_artifact(out).predict(pdf.head(50))["purchase_probability"]
+    code = (
+        "import sys, numpy as np, pyarrow.parquet as pq\n"
+        "from retail_ann.training import load_artifact\n"
+        f"a = load_artifact({str(out)!r})\n"
+        f"p = a.predict(pq.read_table({str(batch)!r}))['purchase_probability']\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+        "print(' '.join(repr(float(v)) for v in p))\n"
+    )
+    got = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()
+    np.testing.assert_array_equal(np.array(got, dtype=np.float32), expected)
+    # a tampered artifact is refused
+    copy = tmp_path / "copy"
+    import shutil
+
+    shutil.copytree(out, copy)
+    spec = json.loads((copy / "feature_spec.json").read_text())
+    spec["targets"]["purchase"]["threshold"] = 0.01
+    (copy / "feature_spec.json").write_text(json.dumps(spec))
+    with pytest.raises(InputError, match="VERSION"):
+        load_artifact(copy)
+    with pytest.raises(InputError, match="not a model directory"):
+        load_artifact(tmp_path / "nothing")
+
+
+def test_generic_table_with_string_label_and_integer_categories(tmp_path):
+    pdf = feature_table(600, seed=11).drop(columns=[FUTURE_SPEND, WILL_PURCHASE])
+    pdf["Revenue"] = np.where(pdf["orders"] > 1, "TRUE", "FALSE")
+    pdf["region_code"] = (pdf.index % 3).astype(np.int64)
+    cfg = TrainConfig(**FAST, label="Revenue", categorical=["region_code"], exclude=["age"], report=False)
+    result = train_frame(pdf, str(tmp_path / "m"), cfg)
+    assert set(result) >= {"purchase", "data", "version"} and "spend" not in result
+    art = load_artifact(tmp_path / "m")
+    assert art.tasks == ("purchase",)
+    assert "age" not in art.spec.input_columns and "Revenue" not in art.spec.input_columns
+    assert art.spec.input_columns["region_code"] == "categorical"
+    assert not (tmp_path / "m" / "report.html").exists()
+    # retraining into the same directory replaces it atomically
+    train_frame(pdf, str(tmp_path / "m"), cfg)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda d: d.assign(**{WILL_PURCHASE: d["visits"]}), "is not binary"),
+    (lambda d: d.drop(columns=[WILL_PURCHASE, FUTURE_SPEND]), "no label column"),
+    (lambda d: d.head(30), "too few rows"),
+    (lambda d: d.assign(**{WILL_PURCHASE: 0}), "too few rows of one class"),
+    (lambda d: d[[CUSTOMER_ID, AS_OF_DATE, WILL_PURCHASE]], "no feature columns"),
+    (lambda d: d.assign(**{FUTURE_SPEND: "lots"}), "is not numeric"),
+])
+def test_bad_inputs_are_input_errors(tmp_path, change, message):
+    with pytest.raises(InputError, match=message):
+        train_frame(change(feature_table(300)), str(tmp_path / "m"), TrainConfig(**FAST, report=False))
+    assert not (tmp_path / "m").exists()
+
+
+def test_named_label_must_exist_and_empty_table_is_refused(spark, tmp_path):
+    with pytest.raises(InputError, match="label column Revenue not found"):
+        train_frame(feature_table(300), str(tmp_path / "m"), TrainConfig(**FAST, label="Revenue"))
+    path = str(tmp_path / "empty")
+    spark.createDataFrame(feature_table(10)).limit(0).write.parquet(path)
+    with pytest.raises(InputError, match="empty"):
+        train_table(spark, path, str(tmp_path / "m"), TrainConfig(**FAST))
