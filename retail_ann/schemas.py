@@ -120,22 +120,31 @@ def check_columns(df: DataFrame, schema: TableSchema) -> None:
         )
 
 
-def conform(df: DataFrame, schema: TableSchema) -> DataFrame:
-    """Select the schema's columns in order, cast each with ``try_cast`` (unparseable values become
-    null) and keep the raw text of each column as ``_raw_<col>`` so validation can tell a missing
-    value from an unparseable one. Optional columns absent from the input become nulls; extra
-    columns are dropped."""
+def _raw(name: str) -> str:
+    return f"_raw_{name}"
+
+
+def conform(df: DataFrame, schema: TableSchema) -> tuple[DataFrame, set[str]]:
+    """Select the schema's columns in order, cast with ``try_cast`` (unparseable values become null).
+
+    Returns the frame and the names of the columns whose input type differed from the schema's:
+    for those the raw text is kept as ``_raw_<col>`` so validation can tell a missing value from an
+    unparseable one. A column that already has the schema's type (typed Parquet) cannot be
+    unparseable and keeps no raw text: stringifying every timestamp of a large log is costly.
+    Optional columns absent from the input become nulls; extra columns are dropped.
+    """
     check_columns(df, schema)
-    cols = []
+    cols, with_raw = [], set()
     for field in schema.struct.fields:
-        if field.name in df.columns:
-            raw = F.col(field.name)
-            cols.append(raw.try_cast(field.dataType).alias(field.name))
-            cols.append(raw.cast(T.StringType()).alias(f"_raw_{field.name}"))
-        else:
+        if field.name not in df.columns:
             cols.append(F.lit(None).cast(field.dataType).alias(field.name))
-            cols.append(F.lit(None).cast(T.StringType()).alias(f"_raw_{field.name}"))
-    return df.select(*cols)
+        elif df.schema[field.name].dataType == field.dataType:
+            cols.append(F.col(field.name))
+        else:
+            cols.append(F.col(field.name).try_cast(field.dataType).alias(field.name))
+            cols.append(F.col(field.name).cast(T.StringType()).alias(_raw(field.name)))
+            with_raw.add(field.name)
+    return df.select(*cols), with_raw
 
 
 def _not_finite(c: Column) -> Column:
@@ -147,15 +156,23 @@ def _finite(c: Column) -> Column:
     return c.isNotNull() & ~_not_finite(c)
 
 
-def _reasons(schema: TableSchema, limits: ValidationLimits) -> list[Column]:
+def _blank(c: Column, text: bool) -> Column:
+    return (c.isNull() | (F.trim(c) == "")) if text else c.isNull()
+
+
+def _reasons(schema: TableSchema, limits: ValidationLimits, with_raw: set[str]) -> list[Column]:
     """Reject rules, each a column that is a reason string when the rule fires and null otherwise."""
     rules: list[tuple[Column, str]] = []
     for field in schema.struct.fields:
-        value, raw = F.col(field.name), F.col(f"_raw_{field.name}")
-        blank = raw.isNull() | (F.trim(raw) == "")
+        value = F.col(field.name)
+        if field.name in with_raw:
+            blank = _blank(F.col(_raw(field.name)), text=True)
+        else:
+            blank = _blank(value, text=isinstance(field.dataType, T.StringType))
         if field.name in schema.required:
             rules.append((blank, f"missing {field.name}"))
-        rules.append((~blank & value.isNull(), f"unparseable {field.name}"))
+        if field.name in with_raw:
+            rules.append((~blank & value.isNull(), f"unparseable {field.name}"))
         if isinstance(field.dataType, T.DoubleType):
             rules.append((value.isNotNull() & _not_finite(value), f"non-finite {field.name}"))
     if schema is TRANSACTIONS:
@@ -186,10 +203,10 @@ def split_valid(
 
     Rejected rows keep the raw text of every schema column so they can be inspected and replayed.
     """
-    conformed = conform(df, schema)
-    reason = F.concat_ws("; ", *_reasons(schema, limits))
+    conformed, with_raw = conform(df, schema)
+    reason = F.concat_ws("; ", *_reasons(schema, limits, with_raw))
     tagged = conformed.withColumn(REJECT_REASON, reason)
     valid = tagged.where(F.col(REJECT_REASON) == "").select(*schema.columns)
-    raw_cols = [F.col(f"_raw_{c}").alias(c) for c in schema.columns]
+    raw_cols = [F.col(_raw(c) if c in with_raw else c).cast(T.StringType()).alias(c) for c in schema.columns]
     rejected = tagged.where(F.col(REJECT_REASON) != "").select(*raw_cols, REJECT_REASON)
     return valid, rejected

@@ -71,3 +71,27 @@ def test_missing_required_column_is_named(spark):
     df = spark.createDataFrame([("c1", "o1")], ["customer_id", "order_id"])
     with pytest.raises(InputError, match="missing required column\\(s\\) ts, quantity, unit_price"):
         check_columns(df, TRANSACTIONS)
+
+
+def test_typed_input_is_validated_without_raw_text(spark):
+    """Typed (Parquet-like) input: nothing is unparseable, missing and non-finite values still reject."""
+    import datetime as dt
+
+    from pyspark.sql import types as T
+
+    from retail_ann.schemas import conform
+
+    nullable = T.StructType([T.StructField(f.name, f.dataType, True) for f in TRANSACTIONS.struct])
+    when = dt.datetime(2024, 1, 2, 10)
+    df = spark.createDataFrame([
+        ("c1", "o1", when, "books", 1, 2.0),
+        (None, "o2", when, None, 1, 3.0),
+        ("c2", "o3", None, None, 2, float("nan")),
+    ], nullable)
+    conformed, with_raw = conform(df, TRANSACTIONS)
+    assert with_raw == set() and not [c for c in conformed.columns if c.startswith("_raw_")]
+    valid, rejected = split_valid(df, TRANSACTIONS)
+    assert [r.order_id for r in valid.collect()] == ["o1"]
+    reasons = {r.order_id: (r[REJECT_REASON], r.ts) for r in rejected.collect()}
+    assert reasons == {"o2": ("missing customer_id", "2024-01-02 10:00:00"),
+                       "o3": ("missing ts; non-finite unit_price", None)}
