@@ -17,6 +17,8 @@
 #   RETAIL_ANN_ENV_ARCHIVE=F  a packed environment (bin/build-package.sh --env, venv-pack style):
 #                             sent with --archives F#environment, executors run
 #                             ./environment/bin/python (for nodes without the dependencies).
+#   RETAIL_ANN_JOBS_DIR=URI   where spark-submit finds jobs/<job>.py, e.g. local:///opt/retail-ann/jobs
+#                             in a Kubernetes image (default: this checkout's jobs/).
 # Python: driver $PYSPARK_DRIVER_PYTHON, else $PYSPARK_PYTHON, else .venv/bin/python, else python3;
 # executors $PYSPARK_PYTHON, else ./environment/bin/python with an archive, else the driver's.
 # In --deploy-mode cluster no local path is passed as a Python: set PYSPARK_PYTHON (and
@@ -48,6 +50,10 @@ extra=(${SPARK_SUBMIT_OPTS_EXTRA:-})
 opts=() py_files=() archives=() cluster_mode=0
 set -- ${extra[@]+"${extra[@]}"} ${submit_args[@]+"${submit_args[@]}"} -- "$@"
 while [ "$1" != "--" ]; do
+  case "$1" in
+    --py-files|--archives)
+      [ "$2" != "--" ] || { echo "$1 needs a value" >&2; exit 2; } ;;
+  esac
   case "$1" in
     --py-files) py_files+=("$2"); shift 2; continue ;;
     --py-files=*) py_files+=("${1#*=}"); shift; continue ;;
@@ -116,7 +122,7 @@ cmd=("$spark_submit"
   --properties-file "$here/conf/spark-defaults.conf" --load-spark-defaults
   ${py_conf[@]+"${py_conf[@]}"} ${ship[@]+"${ship[@]}"}
   ${opts[@]+"${opts[@]}"}
-  "$here/jobs/$job.py" "$@")
+  "${RETAIL_ANN_JOBS_DIR:-$here/jobs}/$job.py" "$@")
 if [ -n "${RETAIL_ANN_DRY_RUN:-}" ]; then  # print the command, one word a line, and stop
   printf '%s\n' "${cmd[@]}"
   exit 0

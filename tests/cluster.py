@@ -21,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -160,8 +161,9 @@ class StandaloneCluster:
             "SPARK_LOCAL_DIRS": str(self.root / "local"),
             "SPARK_LOG_DIR": str(self.root / "logs"),
         })
-        if self.jvm_opts:
-            env["JAVA_TOOL_OPTIONS"] = self.jvm_opts   # executors inherit it from their Worker
+        # Executors inherit this from their Worker. java.io.tmpdir: Spark leaves a /tmp/spark-*
+        # copy of every --archives file behind (driver and executors); keep those under root.
+        env["JAVA_TOOL_OPTIONS"] = f"{self.jvm_opts} -Djava.io.tmpdir={self.root / 'tmp'}".strip()
         jh = java_home()
         if jh:
             env["JAVA_HOME"] = jh
@@ -197,7 +199,7 @@ class StandaloneCluster:
         """Start the Master, then the Workers; return once all Workers are registered and ALIVE."""
         if not java_home():
             raise RuntimeError("no Java: install a JDK 17 or set JAVA_HOME")
-        for d in ("conf", "logs", "local"):
+        for d in ("conf", "logs", "local", "tmp"):
             (self.root / d).mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + timeout
         master = self._spawn("master", "org.apache.spark.deploy.master.Master",
@@ -228,8 +230,9 @@ class StandaloneCluster:
 
     def state(self) -> dict:
         """The Master's JSON status (workers, active and completed applications)."""
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via $http_proxy
         try:
-            with urllib.request.urlopen(f"{self.master_ui}/json/", timeout=5) as r:
+            with opener.open(f"{self.master_ui}/json/", timeout=5) as r:
                 return json.load(r)
         except (OSError, ValueError):
             return {}
@@ -355,10 +358,14 @@ class Job:
         with open(log, "wb") as out:
             self.proc = subprocess.Popen([str(SUBMIT), job, *args], stdin=subprocess.DEVNULL, stdout=out,
                                          stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True)
+        threading.Thread(target=self._clock, daemon=True).start()
+
+    def _clock(self) -> None:
+        self.proc.wait()
+        self.end = time.monotonic()
 
     def running(self) -> bool:
         if self.proc.poll() is not None:
-            self.end = self.end or time.monotonic()
             return False
         if time.monotonic() - self.start > self.timeout:
             self.terminate()
@@ -410,9 +417,16 @@ def _maybe_kill(cluster: StandaloneCluster, driver_log: Path, kill_when: KillWhe
     if not kill_when(driver_log.read_text(errors="replace"), finished):
         return None
     for e in executors:
+        if not task_progress(e.log(cluster))[1]:
+            continue
+        # Freeze it, then look again: a task that finished meanwhile would make the kill miss it.
+        try:
+            os.kill(e.pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            continue
         in_flight = task_progress(e.log(cluster))[1]
+        os.kill(e.pid, signal.SIGKILL if in_flight else signal.SIGCONT)
         if in_flight:
-            os.kill(e.pid, signal.SIGKILL)
             return Kill(e.pid, e.app_id, e.executor_id, in_flight, round(elapsed, 1), finished)
     return None
 
