@@ -30,9 +30,22 @@ MANIFEST_FILE = "_manifest.json"
 SUCCESS_FILE = "_SUCCESS"
 
 
-def is_local(path: str) -> bool:
-    """True for plain filesystem paths and ``file:`` URIs."""
-    return urlparse(str(path)).scheme in ("", "file")
+def is_local(path: str, spark: SparkSession | None = None) -> bool:
+    """True for ``file:`` URIs, and for scheme-less paths when the default filesystem is local.
+
+    On YARN ``fs.defaultFS`` is usually ``hdfs://…``, where Spark reads ``/raw/x`` from HDFS, so
+    the driver's own disk must not be checked or written for it.
+    """
+    scheme = urlparse(str(path)).scheme
+    if scheme:
+        return scheme == "file"
+    if spark is None:
+        return True
+    try:
+        default_fs = spark.sparkContext._jsc.hadoopConfiguration().get("fs.defaultFS") or "file:///"
+    except Exception:  # Spark Connect: no JVM handle; its paths resolve on the server as given
+        return True
+    return default_fs.startswith("file:")
 
 
 def _local_path(path: str) -> Path:
@@ -46,7 +59,7 @@ def _hadoop_fs(spark: SparkSession, path: str):
 
 
 def path_exists(spark: SparkSession, path: str) -> bool:
-    if is_local(path):
+    if is_local(path, spark):
         return _local_path(path).exists()
     fs, hpath = _hadoop_fs(spark, path)
     return fs.exists(hpath)
@@ -108,7 +121,7 @@ def write_table(df: DataFrame, out: str, fmt: str = "parquet") -> None:
 
 def write_text(spark: SparkSession, path: str, text: str) -> None:
     """Write a small text file to a local path or any Hadoop filesystem (s3a://, hdfs://, ...)."""
-    if is_local(path):
+    if is_local(path, spark):
         local = _local_path(path)
         local.parent.mkdir(parents=True, exist_ok=True)
         tmp = local.with_name(local.name + ".tmp")

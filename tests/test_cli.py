@@ -88,3 +88,16 @@ def test_all_rows_invalid_is_bad_input(raw, tmp_path, capsys):
     args[args.index("--transactions") + 1] = str(raw / "junk.csv")
     assert main(args) == 2
     assert "no valid rows; all 2 row(s) rejected, most often: unparseable ts (2)" in capsys.readouterr().err
+
+
+def test_scheme_less_paths_follow_the_default_filesystem(spark):
+    from retail_ann.io import is_local
+
+    assert is_local("/data/x", spark)  # the test session's default filesystem is file:///
+    assert is_local("file:///data/x", spark) and not is_local("s3a://bucket/x", spark)
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    conf.set("fs.defaultFS", "hdfs://namenode:8020")
+    try:
+        assert not is_local("/data/x", spark)
+    finally:
+        conf.set("fs.defaultFS", "file:///")
