@@ -173,7 +173,7 @@ class TrainConfig:
     skew_threshold: float = 1.0        # log-transform numeric columns whose training skewness exceeds this
     min_category_count: int = 10       # rarer levels fold into the unknown bucket
     max_levels: int = 50               # most levels one categorical column keeps
-    spend_target: str = "two_stage"    # two_stage: P(buy) x E[spend | buy]; log1p: one net on log1p(spend); raw: MSE on spend
+    spend_target: str = "two_stage"    # two_stage: P(buy) x E[spend | buy] (Poisson net on buyers); log1p; raw (MSE)
     report: bool = True                # write report.html and its plots
 
     def __post_init__(self) -> None:

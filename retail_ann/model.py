@@ -15,8 +15,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-OUTPUTS = ("sigmoid", "linear")
-ACTIVATIONS = ("relu", "sigmoid", "linear", "tanh")
+OUTPUTS = ("sigmoid", "linear", "exponential")
+ACTIVATIONS = ("relu", "sigmoid", "linear", "tanh", "exponential")
 
 
 def build_mlp(
@@ -32,7 +32,8 @@ def build_mlp(
     """A Keras MLP: Dense ReLU layers (each followed by Dropout when ``dropout`` > 0), one output unit.
 
     ``output="sigmoid"`` compiles with binary cross-entropy and tracks AUC (logged as ``auc``);
-    ``"linear"`` with mean squared error. ``output_bias`` initialises the output unit's bias (for a
+    ``"linear"`` with mean squared error; ``"exponential"`` (a log link: positive outputs) with the
+    Poisson deviance, which fits the conditional mean of a skewed non-negative target without bias. ``output_bias`` initialises the output unit's bias (for a
     sigmoid, the log-odds of the positive rate helps the first epochs). Adam optimiser.
     """
     import keras
@@ -58,6 +59,8 @@ def build_mlp(
     opt = keras.optimizers.Adam(learning_rate=learning_rate)
     if output == "sigmoid":
         model.compile(optimizer=opt, loss="binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
+    elif output == "exponential":
+        model.compile(optimizer=opt, loss="poisson")
     else:
         model.compile(optimizer=opt, loss="mse")
     return model
@@ -142,6 +145,8 @@ def _activate(z: np.ndarray, act: str) -> np.ndarray:
         return sigmoid(z)
     if act == "tanh":
         return np.tanh(z)
+    if act == "exponential":
+        return np.exp(np.minimum(z, 80.0), out=z)
     return z
 
 

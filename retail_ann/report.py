@@ -59,7 +59,7 @@ def model_card(ctx: dict) -> str:
                    f"decision threshold {t['threshold']:.4f} ({t['threshold_rule']})")
     if "spend" in targets:
         t = targets["spend"]
-        how = {"two_stage": f"P(buy) x E[spend | buy] (gate: {t.get('gate')}); E[spend | buy] from log1p(spend), smearing {t['smearing']:.3f}",
+        how = {"two_stage": f"P(buy) x E[spend | buy] (gate: {t.get('gate')}); E[spend | buy] from buyers only (exponential output, Poisson deviance)",
                "log1p": f"one network on log1p(spend), smearing {t['smearing']:.3f}",
                "raw": "one network on standardised spend (MSE)"}[t["target"]]
         out.append(f"- spend: label `{t['label']}`, {how}")

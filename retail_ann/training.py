@@ -26,12 +26,15 @@ Public API
     the outputs itself): ``spend_info`` is ``artifact.spec.targets["spend"]``.
 
 Spend targets (``cfg.spend_target``):
-- ``two_stage`` (default): E[spend] = P(buy) x E[spend | buy]; the second network is trained on the
-  buyers only, on standardised ``log1p(spend)``, and mapped back with Duan's smearing factor
-  (estimated on validation buyers). P(buy) is the purchase network when the purchase label agrees
-  with ``spend > 0`` (on >= 99 % of rows), else its own gate network ``spend_gate``.
-- ``log1p``: one network on standardised ``log1p(spend)`` over all rows, mapped back with smearing.
+- ``two_stage`` (default): E[spend] = P(buy) x E[spend | buy]. The second network is trained on the
+  buyers only, with an exponential output (log link) and the Poisson deviance on spend divided by
+  the mean buyer spend: it estimates the conditional mean without the retransformation bias of a
+  log target. P(buy) is the purchase network when the purchase label agrees with ``spend > 0``
+  (on >= 99 % of rows), else its own gate network ``spend_gate``.
+- ``log1p``: one network on standardised ``log1p(spend)`` over all rows, mapped back with Duan's
+  smearing factor (estimated on validation rows).
 - ``raw``: one network on standardised spend with plain MSE (the seed's approach).
+``spec.targets["spend"]`` records ``target``, ``center``, ``scale``, ``smearing`` and ``gate``.
 
 Artifact (written to a temporary directory beside ``out_dir``, then renamed into place):
 ``feature_spec.json``, ``model_<name>.keras``, ``weights_<name>.npz``, ``metrics.json``,
@@ -140,16 +143,19 @@ class Artifact:
 def spend_from_outputs(spend_info: Mapping[str, Any], output: np.ndarray,
                        gate_probability: np.ndarray | None = None) -> np.ndarray:
     """Expected spend from the spend network's output (and, two-stage, the gate probability)."""
-    t = float(spend_info["center"]) + float(spend_info["scale"]) * np.asarray(output, dtype=np.float64)
+    out = np.asarray(output, dtype=np.float64)
+    center, scale = float(spend_info["center"]), float(spend_info["scale"])
     target = spend_info["target"]
     if target == "raw":
-        return np.maximum(t, 0.0)
-    cond = np.maximum(np.exp(np.minimum(t, 50.0)) * float(spend_info["smearing"]) - 1.0, 0.0)
+        return np.maximum(center + scale * out, 0.0)
+    if target == "log1p":
+        t = np.minimum(center + scale * out, 50.0)
+        return np.maximum(np.exp(t) * float(spend_info["smearing"]) - 1.0, 0.0)
     if target == "two_stage":
         if gate_probability is None:
             raise ValueError("a two-stage spend model needs the gate probability")
-        return np.asarray(gate_probability, dtype=np.float64) * cond
-    return cond
+        return np.asarray(gate_probability, dtype=np.float64) * np.maximum(center + scale * out, 0.0)
+    raise ValueError(f"unknown spend target {target!r}")
 
 
 def load_artifact(model_dir: str | Path) -> Artifact:
@@ -249,6 +255,7 @@ def train_frame(pdf: pd.DataFrame, out_dir: str, cfg: TrainConfig, data_info: di
     data_info = dict(data_info or {"rows_total": int(len(pdf)), "rows_sampled": int(len(pdf))})
     if len(pdf) == 0:
         raise InputError("the feature table is empty")
+    pdf = pdf.copy(deep=False)   # columns may be replaced (text -> numbers); never the caller's frame
     tasks, purchase_label, spend_label = resolve_task(list(pdf.columns), cfg)
     pdf, y, s = _labels(pdf, tasks, purchase_label, spend_label)
     numeric, categorical = _feature_columns(pdf, cfg, {purchase_label, spend_label})
@@ -526,7 +533,7 @@ def _split(pdf: pd.DataFrame, y, s, cfg: TrainConfig) -> dict:
 
 # ------------------------------------------------------------------------------------ Keras
 def _keras(seed: int):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF C++ chatter; Python errors still raise
     import keras
 
     keras.utils.set_random_seed(int(seed))
@@ -589,10 +596,10 @@ def _train_classifier(keras, name: str, xs: dict, ys: dict, cfg: TrainConfig):
     return model, history
 
 
-def _train_regressor(keras, name: str, x_fit, t_fit, x_val, t_val, cfg: TrainConfig):
+def _train_regressor(keras, name: str, x_fit, t_fit, x_val, t_val, cfg: TrainConfig, output: str = "linear"):
     from retail_ann.model import build_mlp
 
-    model = build_mlp(x_fit.shape[1], cfg.hidden_units, cfg.dropout, "linear", cfg.learning_rate,
+    model = build_mlp(x_fit.shape[1], cfg.hidden_units, cfg.dropout, output, cfg.learning_rate,
                       l2=cfg.l2, seed=cfg.seed + 7)
     return model, _fit(keras, name, model, x_fit, t_fit, x_val, t_val, cfg)
 
@@ -630,12 +637,10 @@ def _train_spend(keras, xs: dict, sp: dict, y_all, s_all, models: dict, cfg: Tra
             gate = SPEND_GATE
             gm, gh = _train_classifier(keras, SPEND_GATE, xs, {k: (sp[k] > 0).astype(np.int8) for k in sp}, cfg)
             new_models[SPEND_GATE], hist[SPEND_GATE] = gm, gh
-        t_fit, t_val = np.log1p(sp["fit"][buy["fit"]]), np.log1p(sp["val"][buy["val"]])
-        center, scale = float(t_fit.mean()), float(t_fit.std() or 1.0)
-        model, h = _train_regressor(keras, SPEND, xs["fit"][buy["fit"]], (t_fit - center) / scale,
-                                    xs["val"][buy["val"]], (t_val - center) / scale, cfg)
-        resid = t_val - (center + scale * forward(_export(model), xs["val"][buy["val"]]))
-        info.update(center=center, scale=scale, smearing=_smearing(resid), gate=gate)
+        scale = float(sp["fit"][buy["fit"]].mean())
+        model, h = _train_regressor(keras, SPEND, xs["fit"][buy["fit"]], sp["fit"][buy["fit"]] / scale,
+                                    xs["val"][buy["val"]], sp["val"][buy["val"]] / scale, cfg, output="exponential")
+        info.update(center=0.0, scale=scale, smearing=1.0, gate=gate)
     new_models[SPEND], hist[SPEND] = model, h
     info = {k: (round(v, 8) if isinstance(v, float) else v) for k, v in info.items()}
     return info, new_models, hist

@@ -10,7 +10,7 @@ import pytest
 from retail_ann.model import build_mlp, export_weights, forward, load_weights_npz, save_weights_npz
 
 
-@pytest.mark.parametrize("output,hidden", [("sigmoid", (16, 8)), ("linear", (12, 8, 4))])
+@pytest.mark.parametrize("output,hidden", [("sigmoid", (16, 8)), ("linear", (12, 8, 4)), ("exponential", (8,))])
 def test_numpy_forward_equals_keras(tmp_path, output, hidden):
     import keras
 
