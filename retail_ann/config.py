@@ -182,7 +182,10 @@ class TrainConfig:
         if isinstance(self.exclude, str):
             self.exclude = [c.strip() for c in self.exclude.split(",") if c.strip()]
         if isinstance(self.hidden_units, str):
-            self.hidden_units = [int(u) for u in self.hidden_units.split(",") if u.strip()]
+            try:
+                self.hidden_units = [int(u) for u in self.hidden_units.split(",") if u.strip()]
+            except ValueError:
+                raise ConfigError(f"hidden_units must be integers like 128,64, not {self.hidden_units!r}") from None
         _require(self.task in TRAIN_TASKS, f"task must be one of {', '.join(TRAIN_TASKS)}")
         _require(self.spend_target in SPEND_TARGETS, f"spend_target must be one of {', '.join(SPEND_TARGETS)}")
         _require(self.imputation in ("median", "mean", "drop"), "imputation must be median, mean or drop")

@@ -55,7 +55,10 @@ needs_java = pytest.mark.skipif(java_home() is None, reason="no Java (JDK 17): c
 # ---------------------------------------------------------------------------------------------
 
 def _script(*args: str, **env: str) -> subprocess.CompletedProcess:
-    e = {k: v for k, v in os.environ.items() if not k.startswith(("RETAIL_ANN_", "SPARK_SUBMIT_OPTS_EXTRA"))}
+    # The suite's SparkSession exports PYSPARK_PYTHON into this process; the script must choose its
+    # Pythons from what each test passes, not from whichever test happened to run first.
+    inherited = ("RETAIL_ANN_", "SPARK_SUBMIT_OPTS_EXTRA", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON")
+    e = {k: v for k, v in os.environ.items() if not k.startswith(inherited)}
     e.update(env)
     return subprocess.run([str(SUBMIT), *args], capture_output=True, text=True, env=e, cwd=REPO, timeout=60)
 
