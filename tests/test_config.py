@@ -7,10 +7,8 @@ from retail_ann import config as cfg_mod
 from retail_ann.config import CONF_DIR, ConfigError, load_config
 
 JOB_CONFIGS = {
-    name: getattr(cfg_mod, cls) for name, cls in {
-        "generate": "GenerateConfig", "features": "FeaturesConfig", "score": "ScoreConfig",
-        "demo": "DemoConfig", "train": "TrainConfig",
-    }.items() if hasattr(cfg_mod, cls)
+    "generate": cfg_mod.GenerateConfig, "features": cfg_mod.FeaturesConfig, "train": cfg_mod.TrainConfig,
+    "score": cfg_mod.ScoreConfig, "demo": cfg_mod.DemoConfig,
 }
 
 
