@@ -119,34 +119,28 @@ def write_report(directory: str | Path, ctx: dict) -> list[str]:
     if "purchase" in plots:
         y, preds = plots["purchase"]["y"], plots["purchase"]["p"]
         cs = {name: curves(y, p) for name, p in preds.items() if name != "baseline_majority"}
-        fig, ax = plt.subplots(figsize=(5, 4))
-        for name, c in cs.items():
-            ax.plot(c["fpr"], c["tpr"], label=name)
-        ax.plot([0, 1], [0, 1], "k:", label="chance")
-        ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test)")
-        ax.legend()
-        save(fig, "roc.png")
-        fig, ax = plt.subplots(figsize=(5, 4))
-        for name, c in cs.items():
-            ax.plot(c["recall"], c["precision"], label=name)
-        ax.axhline(float(np.mean(y)), color="k", ls=":", label="base rate")
-        ax.set(xlabel="recall", ylabel="precision", title="Precision-recall (test)")
-        ax.legend()
-        save(fig, "pr.png")
-        fig, ax = plt.subplots(figsize=(5, 4))
-        for name, c in cs.items():
-            ax.plot(c["cal_pred"], c["cal_true"], "o-", label=name)
-        ax.plot([0, 1], [0, 1], "k:", label="perfect")
-        ax.set(xlabel="mean predicted probability", ylabel="observed rate", title="Calibration (test)")
-        ax.legend()
-        save(fig, "calibration.png")
-        fig, ax = plt.subplots(figsize=(5, 4))
-        for name, c in cs.items():
-            ax.plot(c["gains_x"], c["gains_y"], label=name)
-        ax.plot([0, 1], [0, 1], "k:", label="random")
-        ax.set(xlabel="share of customers contacted", ylabel="share of buyers reached", title="Cumulative gains (test)")
-        ax.legend()
-        save(fig, "gains.png")
+
+        def diagonal(label):
+            return lambda ax: ax.plot([0, 1], [0, 1], "k:", label=label)
+
+        def curve_plot(x_key, y_key, reference, xlabel, ylabel, title, file, style="-"):
+            """One curve per model from ``cs`` plus a reference line, saved as ``file``."""
+            fig, ax = plt.subplots(figsize=(5, 4))
+            for name, c in cs.items():
+                ax.plot(c[x_key], c[y_key], style, label=name)
+            reference(ax)
+            ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+            ax.legend()
+            save(fig, file)
+
+        curve_plot("fpr", "tpr", diagonal("chance"), "false positive rate", "true positive rate", "ROC (test)",
+                   "roc.png")
+        curve_plot("recall", "precision", lambda ax: ax.axhline(float(np.mean(y)), color="k", ls=":", label="base rate"),
+                   "recall", "precision", "Precision-recall (test)", "pr.png")
+        curve_plot("cal_pred", "cal_true", diagonal("perfect"), "mean predicted probability", "observed rate",
+                   "Calibration (test)", "calibration.png", style="o-")
+        curve_plot("gains_x", "gains_y", diagonal("random"), "share of customers contacted", "share of buyers reached",
+                   "Cumulative gains (test)", "gains.png")
     hist = ctx.get("histories", {})
     if hist:
         fig, axes = plt.subplots(1, len(hist), figsize=(4.5 * len(hist), 3.6), squeeze=False)
