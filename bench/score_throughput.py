@@ -30,7 +30,7 @@ from retail_ann.logs import configure_logging
 from retail_ann.schemas import AS_OF_DATE, CUSTOMER_ID
 from retail_ann.scoring import score_dataframe
 from retail_ann.spark import build_session
-from retail_ann.training import load_artifact
+from retail_ann.artifact import load_artifact
 
 
 def passthrough(batches, schema: pa.Schema, id_col: str):

@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -106,6 +106,65 @@ class CategoricalFeature:
 
     def output_names(self) -> list[str]:
         return [f"{self.name}={lv}" for lv in self.levels] + [f"{self.name}={UNKNOWN_LEVEL}"]
+
+
+class _NumericLayout(NamedTuple):
+    """The numeric block of a spec as arrays, for a vectorised transform. Block rows follow
+    ``order`` (log-transformed columns first, so they form one contiguous slice); parameters are
+    float32 column vectors that broadcast over a ``(columns, rows)`` block; ``*_cols`` say where
+    each block row's outputs land in the feature matrix."""
+
+    order: list[NumericFeature]
+    n_log: int
+    impute: np.ndarray
+    shift: np.ndarray
+    scale: np.ndarray
+    lo: np.ndarray
+    span: np.ndarray
+    value_cols: np.ndarray
+    positive_rows: np.ndarray
+    positive_cols: np.ndarray
+    missing_rows: np.ndarray
+    missing_cols: np.ndarray
+    width: int
+
+    @classmethod
+    def of(cls, features: list[NumericFeature]) -> "_NumericLayout":
+        first_col, j = {}, 0
+        for f in features:  # output columns in feature_names order
+            first_col[f.name] = j
+            j += 1 + f.positive_indicator + f.missing_indicator
+        order = [f for f in features if f.log] + [f for f in features if not f.log]
+        positive = [(i, first_col[f.name] + 1) for i, f in enumerate(order) if f.positive_indicator]
+        missing = [(i, first_col[f.name] + 1 + f.positive_indicator) for i, f in enumerate(order) if f.missing_indicator]
+
+        def param(values: Iterable[float]) -> np.ndarray:
+            return np.array(list(values), dtype=np.float32).reshape(-1, 1)
+
+        def index(values: Iterable[int]) -> np.ndarray:
+            return np.array(list(values), dtype=np.intp)
+
+        return cls(
+            order=order, n_log=sum(f.log for f in order),
+            impute=param(f.impute for f in order), shift=param(f.shift for f in order),
+            scale=param(f.scale for f in order), lo=param(f.lo for f in order),
+            span=param(f.hi - f.lo for f in order), value_cols=index(first_col[f.name] for f in order),
+            positive_rows=index(r for r, _ in positive), positive_cols=index(c for _, c in positive),
+            missing_rows=index(r for r, _ in missing), missing_cols=index(c for _, c in missing), width=j,
+        )
+
+    def gather(self, getter, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The raw numeric inputs as a float32 ``(columns, rows)`` block and its missing mask
+        (null, NaN, +-inf; values beyond float32's range saturate to inf and are clipped later)."""
+        x = np.empty((len(self.order), n), dtype=np.float32)
+        missing = np.empty((len(self.order), n), dtype=bool)
+        with np.errstate(over="ignore", invalid="ignore"):
+            for i, f in enumerate(self.order):
+                col = getter.numeric(f.name)
+                np.isfinite(col, out=missing[i])
+                x[i] = col
+        np.logical_not(missing, out=missing)
+        return x, missing
 
 
 @dataclass
@@ -202,26 +261,28 @@ class FeatureSpec:
         a missing input column raises ``KeyError`` (check with ``check_schema`` first)."""
         getter = _column_getter(batch)
         n = batch.num_rows if isinstance(batch, (pa.RecordBatch, pa.Table)) else len(batch)
-        out = np.zeros((n, self.n_features), dtype=np.float32)
-        j = 0
-        for f in self.numeric:
-            raw = getter.numeric(f.name)
-            missing = ~np.isfinite(raw)
-            x = np.where(missing, f.impute, raw)
-            positive = x > 0
-            if f.log:
-                x = np.log1p(np.maximum(x - f.shift, 0.0) / f.scale)
-            x = np.clip((x - f.lo) / (f.hi - f.lo), 0.0, 1.0)
-            out[:, j] = x
-            j += 1
-            if f.positive_indicator:
-                out[:, j] = positive
-                j += 1
-            if f.missing_indicator:
-                out[:, j] = missing
-                j += 1
+        out = np.zeros((self.n_features, n), dtype=np.float32).T  # column-major: each feature is contiguous
+        layout = _NumericLayout.of(self.numeric)
+        if self.numeric:
+            x, missing = layout.gather(getter, n)
+            # in place on one float32 (columns, rows) block; log columns come first (layout.order)
+            np.copyto(x, layout.impute, where=missing)
+            positive = x[layout.positive_rows] > 0
+            v = x[:layout.n_log]
+            v -= layout.shift[:layout.n_log]
+            np.maximum(v, 0.0, out=v)
+            v /= layout.scale[:layout.n_log]
+            v += 1.0
+            np.log(v, out=v)  # log(1 + .) in float32: vectorised, unlike np.log1p
+            x -= layout.lo
+            x /= layout.span
+            np.clip(x, 0.0, 1.0, out=x)
+            out[:, layout.value_cols] = x.T
+            out[:, layout.positive_cols] = positive.T
+            out[:, layout.missing_cols] = missing[layout.missing_rows].T
+        j = layout.width
         for c in self.categorical:
-            codes = _level_codes(getter.series(c.name), c)
+            codes = _level_codes(*getter.factorize(c.name), c)
             out[np.arange(n), j + codes] = 1.0
             j += len(c.levels) + 1
         return out
@@ -417,30 +478,40 @@ class _PandasColumns:
     def numeric(self, name: str) -> np.ndarray:
         return _numeric_values(self.df[name])
 
-    def series(self, name: str) -> pd.Series:
-        return self.df[name]
+    def factorize(self, name: str) -> tuple[np.ndarray, list]:
+        codes, uniques = pd.factorize(self.df[name], use_na_sentinel=True)
+        return codes, list(uniques)
 
 
 class _ArrowColumns:
     def __init__(self, batch: pa.RecordBatch | pa.Table):
         self.batch = batch
+        self.names = set(batch.schema.names)
 
     def _col(self, name: str):
-        if name not in self.batch.schema.names:
+        if name not in self.names:
             raise KeyError(name)
         return self.batch.column(name)
 
     def numeric(self, name: str) -> np.ndarray:
         col = self._col(name)
         t = col.type
-        if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) \
-                or pa.types.is_decimal(t) or pa.types.is_null(t):
+        if pa.types.is_integer(t) or pa.types.is_floating(t):  # nulls come out as NaN
+            return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
+        if pa.types.is_boolean(t) or pa.types.is_decimal(t) or pa.types.is_null(t):
             arr = pc.fill_null(pc.cast(col, pa.float64(), safe=False), np.nan)
             return np.asarray(arr.to_numpy(), dtype=np.float64)
         return _numeric_values(col.to_pandas())
 
-    def series(self, name: str) -> pd.Series:
-        return self._col(name).to_pandas()
+    def factorize(self, name: str) -> tuple[np.ndarray, list]:
+        col = self._col(name)
+        if isinstance(col, pa.ChunkedArray):
+            col = col.combine_chunks()
+        if pa.types.is_dictionary(col.type):
+            col = col.dictionary_decode()
+        encoded = col.dictionary_encode()
+        codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.intp, copy=False)
+        return codes, encoded.dictionary.to_pylist()
 
 
 def _column_getter(batch):
@@ -494,11 +565,11 @@ def _norm_key(value: Any, boolean: bool) -> str:
     return key
 
 
-def _level_codes(s: pd.Series, c: CategoricalFeature) -> np.ndarray:
-    """Index of each value's one-hot column within the block (``len(levels)`` is unknown)."""
+def _level_codes(codes: np.ndarray, uniques: list, c: CategoricalFeature) -> np.ndarray:
+    """Index of each value's one-hot column within the block (``len(levels)`` is unknown), from a
+    factorization of the column: ``codes`` index ``uniques``, -1 is missing."""
     unknown = len(c.levels)
     position = {lv: i for i, lv in enumerate(c.levels)}
-    codes, uniques = pd.factorize(s, use_na_sentinel=True)
     lookup = np.array([position.get(_norm_key(u, c.boolean), unknown) for u in uniques] +
                       [position.get(MISSING_LEVEL, unknown)], dtype=np.int64)
     # code -1 (missing) indexes the last lookup entry

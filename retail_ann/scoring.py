@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import partial
 
 import numpy as np
@@ -28,12 +28,11 @@ from retail_ann import io
 from retail_ann.config import ScoreConfig
 from retail_ann.errors import InputError
 from retail_ann.logs import stage
-from retail_ann.model import forward
 from retail_ann.preprocessing import column_types_of
 from retail_ann.schemas import (
     AS_OF_DATE, MODEL_VERSION, PREDICTED_SPEND, PURCHASE_PROBABILITY, SCORED_AT, WILL_PURCHASE,
 )
-from retail_ann.training import PURCHASE, SPEND, Artifact, load_artifact, spend_from_outputs
+from retail_ann.artifact import PURCHASE, SPEND, Artifact, NetworkRunner, load_artifact
 
 log = logging.getLogger(__name__)
 
@@ -77,30 +76,13 @@ def _keras_network(artifact: Artifact, name: str):
     return _keras_models[key]
 
 
-def network_runner(artifact: Artifact, engine: str) -> Callable[[str, np.ndarray], np.ndarray]:
+def network_runner(artifact: Artifact, engine: str) -> NetworkRunner:
     """``run(network_name, x) -> outputs`` for the engine: numpy forward pass or the Keras model."""
     if engine == "numpy":
-        return lambda name, x: forward(artifact.weights[name], x)
+        return artifact.numpy_runner()
     if engine == "keras":
         return lambda name, x: np.asarray(_keras_network(artifact, name)(x, training=False), dtype=np.float64)
     raise InputError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
-
-
-def predict_matrix(artifact: Artifact, x: np.ndarray, run: Callable[[str, np.ndarray], np.ndarray]) -> dict[str, np.ndarray]:
-    """Predictions for transformed features ``x``: probability, decision and/or spend."""
-    out: dict[str, np.ndarray] = {}
-    p = None
-    if PURCHASE in artifact.tasks:
-        p = run(PURCHASE, x).reshape(-1)
-        out[PURCHASE_PROBABILITY] = p
-        out[WILL_PURCHASE] = (p >= artifact.threshold).astype(np.int32)
-    if SPEND in artifact.tasks:
-        info = artifact.spec.targets[SPEND]
-        gate = None
-        if info["target"] == "two_stage":
-            gate = p if info["gate"] == PURCHASE and p is not None else run(info["gate"], x).reshape(-1)
-        out[PREDICTED_SPEND] = spend_from_outputs(info, run(SPEND, x).reshape(-1), gate)
-    return out
 
 
 def _pinned_threads():
@@ -127,7 +109,7 @@ def score_batches(
     with _pinned_threads():
         for batch in batches:
             n = batch.num_rows
-            preds = predict_matrix(artifact, artifact.spec.transform(batch), run)
+            preds = artifact.predict_matrix(artifact.spec.transform(batch), run)
             cols = {id_col: batch.column(id_col)}
             cols.update({k: pa.array(v) for k, v in preds.items()})
             cols[MODEL_VERSION] = pa.array([artifact.version] * n, pa.string())

@@ -8,22 +8,7 @@ Public API
     ``train_frame``. Returns the content of ``metrics.json`` plus ``model_dir`` and ``version``.
 ``train_frame(pdf, out_dir, cfg, source="") -> dict``
     The same from a pandas DataFrame already on the driver.
-``load_artifact(model_dir) -> Artifact``
-    Everything scoring needs, without importing TensorFlow:
-    ``artifact.spec`` (``FeatureSpec``), ``artifact.weights[name]`` (numpy weight dicts for
-    ``model.forward``; names ``purchase``, ``spend`` and, for a two-stage spend model trained without
-    a purchase task, ``spend_gate``), ``artifact.version``, ``artifact.tasks`` (subset of
-    ``("purchase", "spend")``), ``artifact.threshold`` (decision threshold or None).
-    Scoring does::
-
-        x = artifact.spec.transform(batch)                 # pandas or Arrow batch -> float32
-        p = artifact.predict_purchase(x)                   # == model.forward(artifact.weights["purchase"], x)
-        decision = p >= artifact.threshold
-        spend = artifact.predict_spend(x, purchase_probability=p)   # currency units, >= 0
-
-``spend_from_outputs(spend_info, output, gate_probability=None)``
-    Turns the spend network's raw output into expected spend (for the keras engine, which computes
-    the outputs itself): ``spend_info`` is ``artifact.spec.targets["spend"]``.
+The artifact is read back by ``retail_ann.artifact.load_artifact`` (numpy only, no TensorFlow).
 
 Spend targets (``cfg.spend_target``):
 - ``two_stage`` (default): E[spend] = P(buy) x E[spend | buy]. The second network is trained on the
@@ -43,7 +28,6 @@ digits; ``load_artifact`` checks it).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -52,31 +36,23 @@ import shutil
 import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from retail_ann.config import TrainConfig
 from retail_ann.errors import InputError
-from retail_ann.model import forward, load_weights_npz, n_inputs, save_weights_npz
+from retail_ann.artifact import (
+    CARD_FILE, METRICS_FILE, PURCHASE, SPEC_FILE, SPEND, SPEND_GATE, VERSION_FILE, content_hash, predictions,
+)
+from retail_ann.model import forward, save_weights_npz
 from retail_ann.preprocessing import FeatureSpec
-from retail_ann.schemas import AS_OF_DATE, CUSTOMER_ID, FUTURE_SPEND, LABELS, WILL_PURCHASE
+from retail_ann.schemas import AS_OF_DATE, CUSTOMER_ID, FUTURE_SPEND, LABELS, PREDICTED_SPEND, WILL_PURCHASE
 
 log = logging.getLogger(__name__)
-
-PURCHASE = "purchase"
-SPEND = "spend"
-SPEND_GATE = "spend_gate"
-TASKS = (PURCHASE, SPEND)
-NETWORKS = (PURCHASE, SPEND, SPEND_GATE)
-
-SPEC_FILE = "feature_spec.json"
-METRICS_FILE = "metrics.json"
-CARD_FILE = "model_card.md"
-VERSION_FILE = "VERSION"
 
 MIN_ROWS = 50            # fewer sampled rows than this cannot be split and evaluated
 MIN_CLASS_ROWS = 10      # each class of a binary label needs this many rows
@@ -85,118 +61,6 @@ GATE_AGREEMENT = 0.99    # purchase label == (spend > 0) on this share of rows: 
 _HASH_COL = "__sample_hash"
 _TRUE = {"true", "t", "yes", "y", "1", "1.0"}
 _FALSE = {"false", "f", "no", "n", "0", "0.0"}
-
-
-# ============================================================================== artifact (no TF)
-@dataclass
-class Artifact:
-    """A trained model directory loaded for scoring (numpy only)."""
-
-    path: str
-    spec: FeatureSpec
-    weights: dict[str, dict[str, np.ndarray]]
-    version: str
-
-    @property
-    def tasks(self) -> tuple[str, ...]:
-        return tuple(self.spec.targets.get("tasks", []))
-
-    @property
-    def threshold(self) -> float | None:
-        info = self.spec.targets.get(PURCHASE)
-        return None if info is None else float(info["threshold"])
-
-    def predict_purchase(self, x: np.ndarray) -> np.ndarray:
-        """Purchase probability per row of transformed features ``x``."""
-        if PURCHASE not in self.weights:
-            raise InputError(f"model {self.path} has no purchase model (tasks: {', '.join(self.tasks)})")
-        return forward(self.weights[PURCHASE], x)
-
-    def predict_spend(self, x: np.ndarray, purchase_probability: np.ndarray | None = None) -> np.ndarray:
-        """Expected spend per row (>= 0). ``purchase_probability`` (from ``predict_purchase``) saves
-        a second pass when the two-stage model uses the purchase network as its gate."""
-        info = self.spec.targets.get(SPEND)
-        if info is None or SPEND not in self.weights:
-            raise InputError(f"model {self.path} has no spend model (tasks: {', '.join(self.tasks)})")
-        out = forward(self.weights[SPEND], x)
-        gate = None
-        if info["target"] == "two_stage":
-            gate_name = info["gate"]
-            if gate_name == PURCHASE and purchase_probability is not None:
-                gate = purchase_probability
-            else:
-                gate = forward(self.weights[gate_name], x)
-        return spend_from_outputs(info, out, gate)
-
-    def predict(self, batch) -> dict[str, np.ndarray]:
-        """Convenience: transform a pandas/Arrow batch and run every task the model has."""
-        x = self.spec.transform(batch)
-        result: dict[str, np.ndarray] = {}
-        p = None
-        if PURCHASE in self.tasks:
-            p = result["purchase_probability"] = self.predict_purchase(x)
-        if SPEND in self.tasks:
-            result["predicted_spend"] = self.predict_spend(x, p)
-        return result
-
-
-def spend_from_outputs(spend_info: Mapping[str, Any], output: np.ndarray,
-                       gate_probability: np.ndarray | None = None) -> np.ndarray:
-    """Expected spend from the spend network's output (and, two-stage, the gate probability)."""
-    out = np.asarray(output, dtype=np.float64)
-    center, scale = float(spend_info["center"]), float(spend_info["scale"])
-    target = spend_info["target"]
-    if target == "raw":
-        return np.maximum(center + scale * out, 0.0)
-    if target == "log1p":
-        t = np.minimum(center + scale * out, 50.0)
-        return np.maximum(np.exp(t) * float(spend_info["smearing"]) - 1.0, 0.0)
-    if target == "two_stage":
-        if gate_probability is None:
-            raise ValueError("a two-stage spend model needs the gate probability")
-        return np.asarray(gate_probability, dtype=np.float64) * np.maximum(center + scale * out, 0.0)
-    raise ValueError(f"unknown spend target {target!r}")
-
-
-def load_artifact(model_dir: str | Path) -> Artifact:
-    """Load a model directory written by ``train_table``; checks its VERSION against its content."""
-    p = Path(str(model_dir).removeprefix("file://").removeprefix("file:"))
-    if not (p / SPEC_FILE).is_file():
-        raise InputError(f"not a model directory (no {SPEC_FILE}): {model_dir}")
-    spec_text = (p / SPEC_FILE).read_text()
-    try:
-        spec = FeatureSpec.from_json(spec_text)
-    except (ValueError, KeyError, TypeError) as e:
-        raise InputError(f"{p / SPEC_FILE} is not a valid feature spec: {e}") from None
-    weights = {}
-    for name in NETWORKS:
-        f = p / f"weights_{name}.npz"
-        if f.is_file():
-            try:
-                weights[name] = load_weights_npz(f)
-            except (ValueError, OSError) as e:
-                raise InputError(f"{f} is not a valid weights file: {e}") from None
-            if n_inputs(weights[name]) != spec.n_features:
-                raise InputError(f"{f} expects {n_inputs(weights[name])} inputs but the spec makes {spec.n_features}")
-    for task in spec.targets.get("tasks", []):
-        if task not in weights:
-            raise InputError(f"model directory {p} lacks weights_{task}.npz")
-    version = (p / VERSION_FILE).read_text().strip() if (p / VERSION_FILE).is_file() else ""
-    expected = content_hash(spec_text, weights)
-    if version != expected:
-        raise InputError(f"model directory {p}: VERSION {version or '(missing)'} does not match its content ({expected})")
-    return Artifact(path=str(p), spec=spec, weights=weights, version=version)
-
-
-def content_hash(spec_json: str, weights: Mapping[str, Mapping[str, np.ndarray]]) -> str:
-    """16 hex digits of sha256 over the spec text and every weight array (name, dtype, shape, bytes)."""
-    h = hashlib.sha256(spec_json.encode("utf-8"))
-    for name in sorted(weights):
-        for key in sorted(weights[name]):
-            a = np.ascontiguousarray(weights[name][key])
-            h.update(f"{name}/{key}/{a.dtype.str}/{a.shape}".encode())
-            h.update(a.tobytes())
-    return h.hexdigest()[:16]
 
 
 # ================================================================================ Spark side
@@ -326,10 +190,8 @@ def train_frame(pdf: pd.DataFrame, out_dir: str, cfg: TrainConfig, data_info: di
         histories.update(spend_hist)
         targets[SPEND] = info
         weights_now = {k: _export(m) for k, m in models.items()}
-        gate = None
-        if info["target"] == "two_stage":
-            gate = p_test if info["gate"] == PURCHASE else forward(weights_now[SPEND_GATE], xs["test"])
-        pred_test = spend_from_outputs(info, forward(weights_now[SPEND], xs["test"]), gate)
+        pred_test = predictions(targets, xs["test"], lambda name, x: forward(weights_now[name], x),
+                                (SPEND,))[PREDICTED_SPEND]
         from retail_ann.metrics import regression_metrics, spend_baselines
 
         base, base_p = spend_baselines(xs["fit"], sp["fit"], xs["test"], sp["test"])

@@ -15,7 +15,7 @@ from retail_ann.scoring import score_batches, score_dataframe, score_table
 from retail_ann.schemas import (
     AS_OF_DATE, CUSTOMER_ID, MODEL_VERSION, PREDICTED_SPEND, PURCHASE_PROBABILITY, SCORED_AT, WILL_PURCHASE,
 )
-from retail_ann.training import load_artifact
+from retail_ann.artifact import load_artifact
 
 VALUE_COLS = [CUSTOMER_ID, PURCHASE_PROBABILITY, WILL_PURCHASE, PREDICTED_SPEND, MODEL_VERSION, AS_OF_DATE]
 

@@ -14,7 +14,8 @@ from retail_ann.config import TrainConfig
 from retail_ann.errors import InputError
 from retail_ann.model import forward
 from retail_ann.schemas import AS_OF_DATE, CUSTOMER_ID, FUTURE_SPEND, WILL_PURCHASE
-from retail_ann.training import load_artifact, train_frame, train_table
+from retail_ann.artifact import load_artifact, predictions
+from retail_ann.training import train_frame, train_table
 
 FAST = dict(epochs=6, batch_size=64, hidden_units=[16, 8], patience=3, dropout=0.1, learning_rate=0.01)
 
@@ -98,15 +99,21 @@ def test_artifact_round_trip_predicts_like_keras(trained):
     art = load_artifact(out)
     assert art.tasks == ("purchase", "spend") and 0 < art.threshold < 1
     x = art.spec.transform(pdf.head(300))
-    p = art.predict_purchase(x)
+    pred = art.predict_matrix(x)
+    p = pred["purchase_probability"]
     model = keras.models.load_model(out / "model_purchase.keras")
     np.testing.assert_allclose(p, np.asarray(model(x, training=False)).reshape(-1), atol=1e-5)
     np.testing.assert_array_equal(p, forward(art.weights["purchase"], x))
-    spend = art.predict_spend(x, purchase_probability=p)
+    np.testing.assert_array_equal(pred["will_purchase"], (p >= art.threshold).astype(np.int32))
+    spend = pred["predicted_spend"]
     assert spend.shape == (300,) and (spend >= 0).all()
-    np.testing.assert_allclose(art.predict_spend(x), spend)
-    both = art.predict(pdf.head(300))
-    np.testing.assert_array_equal(both["purchase_probability"], p)
+    # spend alone runs its gate network itself and must equal spend predicted beside purchase
+    alone = predictions(art.spec.targets, x, art.numpy_runner(), ("spend",))
+    assert set(alone) == {"predicted_spend"}
+    np.testing.assert_allclose(alone["predicted_spend"], spend)
+    from_batch = art.predict(pdf.head(300))
+    for name, values in pred.items():
+        np.testing.assert_array_equal(from_batch[name], values)
 
 
 def test_load_artifact_needs_no_tensorflow_and_checks_the_version(trained, tmp_path):
@@ -116,7 +123,7 @@ def test_load_artifact_needs_no_tensorflow_and_checks_the_version(trained, tmp_p
     expected = load_artifact(out).predict(pdf.head(50))["purchase_probability"]
     code = (
         "import sys, numpy as np, pyarrow.parquet as pq\n"
-        "from retail_ann.training import load_artifact\n"
+        "from retail_ann.artifact import load_artifact\n"
         f"a = load_artifact({str(out)!r})\n"
         f"p = a.predict(pq.read_table({str(batch)!r}))['purchase_probability']\n"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
