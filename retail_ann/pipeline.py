@@ -80,7 +80,7 @@ def run_features(
     rejected: dict[str, int] = {}
     inputs = {TRANSACTIONS.name: transactions, CLICKSTREAM.name: clickstream, CUSTOMERS.name: customers}
     frames: dict[str, DataFrame] = {}
-    with stage("features.validate", log) as s:
+    with stage("features.validate", log) as v:
         for name, path in inputs.items():
             if path is not None:
                 frames[name], rejected[name] = load_validated(spark, path, RAW_TABLES[name], limits, out, partition, fmt)
@@ -88,34 +88,34 @@ def run_features(
             frames[CUSTOMERS.name], duplicates = fx.dedupe_customers(frames[CUSTOMERS.name])
             dup_rows = duplicates.withColumn(REJECT_REASON, F.lit("duplicate customer_id"))
             rejected["customers_duplicates"] = io.write_quarantine(spark, dup_rows, out, "customers_duplicates", partition)
-        s.extra["rejected"] = sum(rejected.values())
+        v.extra["rejected"] = sum(rejected.values())
     categories = cfg.categories or fx.top_categories(frames[TRANSACTIONS.name], window, cfg.max_categories)
     table = fx.build_features(
         frames[TRANSACTIONS.name], window, categories,
         clickstream=frames.get(CLICKSTREAM.name), customers=frames.get(CUSTOMERS.name),
     )
-    with stage("features.aggregate", log) as s:
+    with stage("features.aggregate", log) as a:
         table = table.cache()
         summary = table.agg(F.count("*").alias("rows"), F.avg(WILL_PURCHASE).alias("rate")).first()
-        s.rows = summary["rows"]
-    if not s.rows:
+        a.rows = rows = summary["rows"]
+    if not rows:
         raise InputError(f"no customer is known before {as_of}: check --as-of against the dates in {transactions}")
     with stage("features.write", log) as w:
         io.write_partitioned(table, out, AS_OF_DATE)
-        w.rows = s.rows
+        w.rows = rows
     table.unpersist()
     manifest = {
         "job": "features", "version": __version__, AS_OF_DATE: as_of.isoformat(),
         "window": {"feature_start": window.feature_start.isoformat(), "as_of": as_of.isoformat(),
                    "label_end": window.label_end.isoformat()},
         "config": vars(cfg), "categories": categories, "inputs": {k: v for k, v in inputs.items() if v},
-        "rows": s.rows, "purchase_rate": round(summary["rate"], 4), "rejected": rejected,
-        "seconds": {"aggregate": s.seconds, "write": w.seconds}, "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "rows": rows, "purchase_rate": round(summary["rate"], 4), "rejected": rejected,
+        "seconds": {"validate": v.seconds, "aggregate": a.seconds, "write": w.seconds}, "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     io.write_manifest(spark, f"{out.rstrip('/')}/{partition}", manifest)
     io.write_success(spark, f"{out.rstrip('/')}/{partition}")
     log.info("features as of %s: %d customers, purchase rate %.3f, %d rejected row(s)",
-             as_of, s.rows, summary["rate"], sum(rejected.values()))
+             as_of, rows, summary["rate"], sum(rejected.values()))
     return manifest
 
 

@@ -47,6 +47,7 @@ def test_features_job_writes_partition_manifest_and_quarantine(spark, raw, tmp_p
     assert manifest["rows"] == 3
     assert manifest["rejected"]["transactions"] == 2
     assert manifest["categories"] == ["books", "toys"]  # one valid window line each: ties by name
+    assert set(manifest["seconds"]) == {"validate", "aggregate", "write"}
     rejected = spark.read.parquet(str(out / "_rejected" / "transactions" / "as_of_date=2024-03-01"))
     assert sorted(r.reject_reason for r in rejected.collect()) == ["missing customer_id", "unparseable unit_price"]
     # a rerun for another date leaves this one alone; a rerun for this date replaces it
