@@ -51,12 +51,15 @@ def test_statistics_come_from_the_training_rows_only():
     extreme = train.head(3).copy()
     extreme["rate"] = [50.0, -50.0, 0.5]
     extreme["visits"] = [10_000, -3, 5]
+    extreme["spend"] = [1e300, -1e300, 0.0]   # finite, but beyond float32: saturates, is not "missing"
     x = spec.transform(extreme)
     assert spec.to_json() == before      # transforming never refits
     rate = spec.feature_names.index("rate")
     visits = spec.feature_names.index("visits")
+    spend = spec.feature_names.index("spend")
     assert x[0, rate] == 1.0 and x[1, rate] == 0.0    # clipped to the training range
     assert x[0, visits] == 1.0 and x[1, visits] == 0.0
+    assert x[0, spend] == 1.0 and x[1, spend] == 0.0 and x[2, spend] == 0.0
     f = next(f for f in spec.numeric if f.name == "rate")
     assert f.lo == pytest.approx(train["rate"].min()) and f.hi == pytest.approx(train["rate"].max())
 
