@@ -162,8 +162,8 @@ class TrainConfig:
     epochs: int = 50
     batch_size: int = 32
     seed: int = 42
-    hidden_units: list[int] = field(default_factory=lambda: [128, 64])
-    dropout: float = 0.3
+    hidden_units: list[int] = field(default_factory=lambda: [32, 16])
+    dropout: float = 0.1
     l2: float = 0.001                  # L2 penalty on the hidden kernels
     learning_rate: float = 0.001
     patience: int = 8                  # early stopping on validation loss; the best epoch's weights are kept
