@@ -173,6 +173,7 @@ class TrainConfig:
     skew_threshold: float = 1.0        # log-transform numeric columns whose training skewness exceeds this
     min_category_count: int = 10       # rarer levels fold into the unknown bucket
     max_levels: int = 50               # most levels one categorical column keeps
+    ple_bins: int = 0                  # piecewise-linear encoding bins per numeric column (0: off)
     spend_target: str = "two_stage"    # two_stage: P(buy) x E[spend | buy] (Poisson net on buyers); log1p; raw (MSE)
     report: bool = True                # write report.html and its plots
 
@@ -200,3 +201,4 @@ class TrainConfig:
         _require(self.l2 >= 0 and self.learning_rate > 0, "l2 must be >= 0 and learning_rate positive")
         _require(self.threshold is None or 0 < self.threshold < 1, "threshold must be between 0 and 1")
         _require(self.min_category_count >= 1 and self.max_levels >= 1, "min_category_count and max_levels must be >= 1")
+        _require(0 <= self.ple_bins <= 64, "ple_bins must be in 0..64")

@@ -26,6 +26,12 @@ Numeric columns, in this order:
   4. indicators: ``<col>>0`` for zero-inflated heavy-tailed columns (log-transformed and 5-95 % of
      training values exactly 0, e.g. PageValues); ``<col>_missing`` when at least
      ``missing_indicator_min`` (1 %) of the training values were missing.
+  5. piecewise-linear encoding (optional, ``ple_bins`` > 0; Gorishniy et al. 2022, "On Embeddings
+     for Numerical Features in Tabular Deep Learning"): the scaled value ``z`` is also encoded
+     over bins cut at training quantiles ``e_0 < e_1 < ... < e_b`` as ``<col>#k`` =
+     ``clip((z - e_k) / (e_{k+1} - e_k), 0, 1)`` -- 1 for bins below ``z``, the fraction of
+     ``z``'s own bin, 0 above. An MLP then needs no hidden units to bend a feature's effect.
+     Edges are observed values (so a two-valued column gets no bins: it needs none).
 
 Categorical columns (strings, booleans, and integer-coded columns named in ``categorical``): values
 are normalised to string keys (``1``, ``1.0`` and ``"1"`` are the same level; booleans are
@@ -89,6 +95,7 @@ class NumericFeature:
     missing_indicator: bool = False
     skew: float = 0.0
     missing_fraction: float = 0.0
+    ple_edges: list[float] = field(default_factory=list)   # bin edges of the scaled value; [] = none
 
     def output_names(self) -> list[str]:
         names = [self.name]
@@ -97,6 +104,9 @@ class NumericFeature:
         if self.missing_indicator:
             names.append(f"{self.name}_missing")
         return names
+
+    def ple_names(self) -> list[str]:
+        return [f"{self.name}#{k}" for k in range(max(len(self.ple_edges) - 1, 0))]
 
 
 @dataclass
@@ -129,17 +139,27 @@ class _NumericLayout(NamedTuple):
     positive_cols: np.ndarray
     missing_rows: np.ndarray
     missing_cols: np.ndarray
+    ple_rows: np.ndarray
+    ple_lo: np.ndarray
+    ple_width: np.ndarray
+    ple_cols: np.ndarray
     width: int
 
     @classmethod
     def of(cls, features: list[NumericFeature]) -> "_NumericLayout":
         first_col, j = {}, 0
-        for f in features:  # output columns in feature_names order
+        for f in features:  # output columns in feature_names order: value blocks, then PLE blocks
             first_col[f.name] = j
             j += 1 + f.positive_indicator + f.missing_indicator
+        first_ple = {}
+        for f in features:
+            first_ple[f.name] = j
+            j += len(f.ple_names())
         order = [f for f in features if f.log] + [f for f in features if not f.log]
         positive = [(i, first_col[f.name] + 1) for i, f in enumerate(order) if f.positive_indicator]
         missing = [(i, first_col[f.name] + 1 + f.positive_indicator) for i, f in enumerate(order) if f.missing_indicator]
+        ple = [(i, e0, e1 - e0, first_ple[f.name] + k) for i, f in enumerate(order)
+               for k, (e0, e1) in enumerate(zip(f.ple_edges[:-1], f.ple_edges[1:]))]
 
         def param(values: Iterable[float]) -> np.ndarray:
             return np.array(list(values), dtype=np.float32).reshape(-1, 1)
@@ -153,7 +173,9 @@ class _NumericLayout(NamedTuple):
             scale=param(f.scale for f in order), lo=param(f.lo for f in order),
             span=param(f.hi - f.lo for f in order), value_cols=index(first_col[f.name] for f in order),
             positive_rows=index(r for r, _ in positive), positive_cols=index(c for _, c in positive),
-            missing_rows=index(r for r, _ in missing), missing_cols=index(c for _, c in missing), width=j,
+            missing_rows=index(r for r, _ in missing), missing_cols=index(c for _, c in missing),
+            ple_rows=index(p[0] for p in ple), ple_lo=param(p[1] for p in ple), ple_width=param(p[2] for p in ple),
+            ple_cols=index(p[3] for p in ple), width=j,
         )
 
     def gather(self, getter, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -196,6 +218,7 @@ class FeatureSpec:
         max_levels: int = 50,
         missing_indicator_min: float = 0.01,
         positive_indicator: bool = True,
+        ple_bins: int = 0,
     ) -> "FeatureSpec":
         """Learn the spec from training rows ``df`` (and nothing else).
 
@@ -219,6 +242,7 @@ class FeatureSpec:
                 "max_levels": max_levels,
                 "missing_indicator_min": missing_indicator_min,
                 "positive_indicator": positive_indicator,
+                "ple_bins": ple_bins,
             },
             dropped=dropped,
             n_rows=int(len(df)),
@@ -234,7 +258,18 @@ class FeatureSpec:
             spec.categorical.append(_fit_categorical(name, df[name], min_category_count, max_levels))
         if not spec.numeric and not spec.categorical:
             raise ValueError("no usable feature columns")
+        if ple_bins > 0 and spec.numeric:
+            spec._fit_ple(df, ple_bins)
         return spec
+
+    def _fit_ple(self, df: pd.DataFrame, bins: int) -> None:
+        """Bin edges at quantiles of each scaled numeric column on the training rows ``df``."""
+        x = self.transform(df)
+        names = self.feature_names
+        for f in self.numeric:
+            z = x[:, names.index(f.name)].astype(np.float64)
+            edges = np.unique(np.quantile(z, np.linspace(0.0, 1.0, bins + 1), method="inverted_cdf"))
+            f.ple_edges = [float(e) for e in edges] if len(edges) >= 3 else []
 
     # ------------------------------------------------------------------------------ properties
     @property
@@ -243,6 +278,8 @@ class FeatureSpec:
         names: list[str] = []
         for f in self.numeric:
             names += f.output_names()
+        for f in self.numeric:
+            names += f.ple_names()
         for c in self.categorical:
             names += c.output_names()
         return names
@@ -281,6 +318,11 @@ class FeatureSpec:
             x /= layout.span
             np.clip(x, 0.0, 1.0, out=x)
             out[:, layout.value_cols] = x.T
+            if len(layout.ple_rows):
+                bins = x[layout.ple_rows]
+                bins -= layout.ple_lo
+                bins /= layout.ple_width
+                out[:, layout.ple_cols] = np.clip(bins, 0.0, 1.0, out=bins).T
             out[:, layout.positive_cols] = positive.T
             out[:, layout.missing_cols] = missing[layout.missing_rows].T
         j = layout.width

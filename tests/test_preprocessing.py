@@ -157,3 +157,31 @@ def test_check_schema_reports_missing_and_uncastable_columns():
     assert any(p.startswith("column gender is array<string>") for p in problems)
     table = pa.Table.from_pandas(_frame(10), preserve_index=False)
     assert spec.check_schema(column_types_of(table)) == []
+
+
+def test_piecewise_linear_encoding_bins_from_training_quantiles():
+    train = _frame(1000, seed=5)
+    spec = _spec(train, ple_bins=4)
+    assert FeatureSpec.from_json(spec.to_json()).to_dict() == spec.to_dict()
+    rate = next(f for f in spec.numeric if f.name == "rate")
+    assert len(rate.ple_edges) == 5 and rate.ple_edges == sorted(rate.ple_edges)
+    names = spec.feature_names
+    plain = _spec(train)
+    assert [n for n in names if "#" not in n] == plain.feature_names   # PLE adds columns, changes none
+    assert "rate#3" in names and "rate#4" not in names
+    z = np.linspace(-0.5, 1.5, 201)  # raw rate values, below, within and beyond the training range
+    x = spec.transform(pd.DataFrame({**{c: train[c].iloc[:201].to_numpy() for c in train.columns}, "rate": z}))
+    cols = [names.index(f"rate#{k}") for k in range(4)]
+    enc = x[:, cols]
+    assert enc.min() >= 0.0 and enc.max() <= 1.0
+    level = enc.sum(axis=1)
+    assert (np.diff(level) >= 0).all() and level[0] == 0.0 and level[-1] == 4.0   # monotone, saturating
+    # at most one bin is partly filled, and bins fill from the left
+    assert (((enc > 0) & (enc < 1)).sum(axis=1) <= 1).all()
+    assert all((np.diff(row) <= 0).all() for row in enc)
+    # each training quartile lands about evenly: the mean level over training rows is near 2
+    train_level = spec.transform(train)[:, cols].sum(axis=1)
+    assert 1.8 < train_level.mean() < 2.2
+    two_valued = FeatureSpec.fit(pd.DataFrame({"flag": np.tile([0.0, 1.0], 50), "r": np.linspace(0, 1, 100)}), ple_bins=4)
+    assert [f.ple_edges != [] for f in two_valued.numeric] == [False, True]   # two values: no bins
+    assert np.array_equal(spec.transform(pa.Table.from_pandas(train, preserve_index=False)), spec.transform(train))
