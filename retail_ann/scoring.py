@@ -25,6 +25,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from retail_ann import io
+from retail_ann.artifact import PURCHASE, SPEND, Artifact, NetworkRunner, load_artifact
 from retail_ann.config import ScoreConfig
 from retail_ann.errors import InputError
 from retail_ann.logs import stage
@@ -32,7 +33,6 @@ from retail_ann.preprocessing import column_types_of
 from retail_ann.schemas import (
     AS_OF_DATE, MODEL_VERSION, PREDICTED_SPEND, PURCHASE_PROBABILITY, SCORED_AT, WILL_PURCHASE,
 )
-from retail_ann.artifact import PURCHASE, SPEND, Artifact, NetworkRunner, load_artifact
 
 log = logging.getLogger(__name__)
 
