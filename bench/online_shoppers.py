@@ -2,7 +2,10 @@
 
     .venv/bin/python bench/online_shoppers.py                      # the issue-4 goal run (seed 42)
     .venv/bin/python bench/online_shoppers.py --seeds 42 1 2       # several seeds (split and training)
-    .venv/bin/python bench/online_shoppers.py --set batch_size=64 --set hidden_units=64,32
+    .venv/bin/python bench/online_shoppers.py --set ensemble=1 --set ple_bins=0   # plain defaults
+
+Settings come from ``conf/train_online_shoppers.yaml`` (label, categorical columns, ``ple_bins``,
+``ensemble``; the rest are ``conf/train.yaml``'s defaults); ``--set`` overrides them.
 
 The CSV (``../shared/data/online_shoppers_intention.csv.gz``) gets an id column and is written as
 Parquet under ``bench/out/online_shoppers/``; training reads it with Spark like any feature table.
@@ -30,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 DATA = ROOT.parent / "shared" / "data" / "online_shoppers_intention.csv.gz"
-CATEGORICAL = ["Month", "OperatingSystems", "Browser", "Region", "TrafficType", "VisitorType"]
+CONFIG = ROOT / "conf" / "train_online_shoppers.yaml"
 GOAL = {"roc_auc": 0.93, "best_f1": 0.68}
 COLUMNS = ("roc_auc", "pr_auc", "best_f1", "f1", "threshold", "brier", "top_decile_lift")
 
@@ -38,6 +41,7 @@ COLUMNS = ("roc_auc", "pr_auc", "best_f1", "f1", "threshold", "brier", "top_deci
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=str(DATA))
+    p.add_argument("--config", default=str(CONFIG), help="TrainConfig YAML (default: %(default)s)")
     p.add_argument("--out", default=str(ROOT / "bench" / "out" / "online_shoppers"))
     p.add_argument("--seeds", type=int, nargs="+", default=[42], help="TrainConfig.seed values: each seeds both the split and the training")
     p.add_argument("--splits", nargs="+", default=["train_table", "reference"], choices=["train_table", "reference"])
@@ -61,7 +65,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import pandas as pd
 
-    from retail_ann.config import TrainConfig
+    from retail_ann.config import TrainConfig, load_config
     from retail_ann.logs import configure_logging
     from retail_ann.schemas import CUSTOMER_ID
     from retail_ann.spark import build_session
@@ -82,7 +86,7 @@ def main(argv=None) -> int:
     spark = None
     results = []
     for seed in args.seeds:
-        cfg = TrainConfig(**{"label": "Revenue", "categorical": CATEGORICAL, "seed": seed, **_overrides(args.set)})
+        cfg = load_config(TrainConfig, args.config, {"seed": seed, **_overrides(args.set)})
         for split in args.splits:
             t = time.time()
             model_dir = str(out / f"model_{split}_seed{seed}")
@@ -104,7 +108,7 @@ def main(argv=None) -> int:
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
           f"MLP {cfg['hidden_units']} dropout {cfg['dropout']} l2 {cfg['l2']} lr {cfg['learning_rate']} "
           f"batch {cfg['batch_size']} epochs<= {cfg['epochs']} patience {cfg['patience']} "
-          f"class_weight {cfg['class_weight']}")
+          f"class_weight {cfg['class_weight']} ple_bins {cfg['ple_bins']} ensemble {cfg['ensemble']}")
     for r in results:
         ann = r["purchase"]["ann"]
         ok = all((ann[k] or 0) >= v for k, v in GOAL.items())

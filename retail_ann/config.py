@@ -168,6 +168,7 @@ class TrainConfig:
     learning_rate: float = 0.001
     patience: int = 8                  # early stopping on validation loss; the best epoch's weights are kept
     class_weight: bool = False         # balance classes in the loss (the output bias is corrected back)
+    ensemble: int = 1                  # >1: this many MLPs per network, trained together, merged into one
     threshold: float | None = None     # decision threshold; None: the F1-maximising one on validation rows
     imputation: str = "median"         # median | mean | drop (drop rows with missing numeric values)
     skew_threshold: float = 1.0        # log-transform numeric columns whose training skewness exceeds this
@@ -202,3 +203,4 @@ class TrainConfig:
         _require(self.threshold is None or 0 < self.threshold < 1, "threshold must be between 0 and 1")
         _require(self.min_category_count >= 1 and self.max_levels >= 1, "min_category_count and max_levels must be >= 1")
         _require(0 <= self.ple_bins <= 64, "ple_bins must be in 0..64")
+        _require(1 <= self.ensemble <= 16, "ensemble must be in 1..16")

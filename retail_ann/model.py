@@ -11,7 +11,7 @@ Weights format (a dict, saved as ``.npz``): ``W0, b0, W1, b1, ...`` for the Dens
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -28,13 +28,20 @@ def build_mlp(
     l2: float = 0.0,
     output_bias: float | None = None,
     seed: int | None = None,
+    members: int = 1,
 ):
     """A Keras MLP: Dense ReLU layers (each followed by Dropout when ``dropout`` > 0), one output unit.
 
     ``output="sigmoid"`` compiles with binary cross-entropy and tracks AUC (logged as ``auc``);
     ``"linear"`` with mean squared error; ``"exponential"`` (a log link: positive outputs) with the
-    Poisson deviance, which fits the conditional mean of a skewed non-negative target without bias. ``output_bias`` initialises the output unit's bias (for a
-    sigmoid, the log-odds of the positive rate helps the first epochs). Adam optimiser.
+    Poisson deviance, which fits the conditional mean of a skewed non-negative target without bias.
+    ``output_bias`` initialises the output unit's bias (for a sigmoid, the log-odds of the positive
+    rate helps the first epochs). Adam optimiser.
+
+    ``members`` > 1 builds that many independent MLPs on the same input in one model (a deep
+    ensemble: layers ``m<k>_dense_<i>``, outputs ``output_<k>``, each with its own loss, so one
+    ``fit`` trains them all on the same batches from different initialisations and dropout masks).
+    ``merge_members`` turns the trained model into one plain MLP.
     """
     import keras
 
@@ -42,28 +49,71 @@ def build_mlp(
         raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, not {output!r}")
     if not hidden_units:
         raise ValueError("hidden_units must name at least one layer")
+    if members < 1:
+        raise ValueError("members must be >= 1")
+
+    def seeded(offset: int) -> int | None:
+        return None if seed is None else seed + offset
+
     reg = keras.regularizers.L2(l2) if l2 > 0 else None
-    layers: list[Any] = [keras.Input(shape=(n_inputs,), name="features")]
-    for i, units in enumerate(hidden_units):
-        init = keras.initializers.HeUniform(seed=None if seed is None else seed + i)
-        layers.append(keras.layers.Dense(int(units), activation="relu", kernel_initializer=init,
-                                         kernel_regularizer=reg, name=f"dense_{i}"))
-        if dropout > 0:
-            layers.append(keras.layers.Dropout(dropout, seed=None if seed is None else seed + 100 + i,
-                                               name=f"dropout_{i}"))
     bias_init = keras.initializers.Constant(output_bias) if output_bias is not None else "zeros"
-    out_init = keras.initializers.GlorotUniform(seed=None if seed is None else seed + 99)
-    layers.append(keras.layers.Dense(1, activation=output, kernel_initializer=out_init,
-                                     bias_initializer=bias_init, name="output"))
-    model = keras.Sequential(layers, name=f"mlp_{output}")
-    opt = keras.optimizers.Adam(learning_rate=learning_rate)
-    if output == "sigmoid":
-        model.compile(optimizer=opt, loss="binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
-    elif output == "exponential":
-        model.compile(optimizer=opt, loss="poisson")
-    else:
-        model.compile(optimizer=opt, loss="mse")
+    inputs = keras.Input(shape=(n_inputs,), name="features")
+    outputs = []
+    for k in range(members):
+        prefix, base = ("", 0) if members == 1 else (f"m{k}_", 1000 * k)
+        h = inputs
+        for i, units in enumerate(hidden_units):
+            h = keras.layers.Dense(int(units), activation="relu", kernel_regularizer=reg, name=f"{prefix}dense_{i}",
+                                   kernel_initializer=keras.initializers.HeUniform(seed=seeded(base + i)))(h)
+            if dropout > 0:
+                h = keras.layers.Dropout(dropout, seed=seeded(base + 100 + i), name=f"{prefix}dropout_{i}")(h)
+        outputs.append(keras.layers.Dense(1, activation=output, bias_initializer=bias_init,
+                                          kernel_initializer=keras.initializers.GlorotUniform(seed=seeded(base + 99)),
+                                          name="output" if members == 1 else f"output_{k}")(h))
+    model = keras.Model(inputs, outputs[0] if members == 1 else outputs, name=f"mlp_{output}")
+    loss, metrics = {"sigmoid": ("binary_crossentropy", [keras.metrics.AUC(name="auc")]),
+                     "exponential": ("poisson", []), "linear": ("mse", [])}[output]
+    if members > 1:   # per-output metric names would change the logged keys; the loss is enough
+        loss, metrics = [loss] * members, None
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=loss, metrics=metrics)
     return model
+
+
+def merge_members(model, members: int, dropout: float = 0.0):
+    """One plain MLP equal to the ensemble built by ``build_mlp(..., members=members)``.
+
+    The members' hidden layers sit side by side (the first layer's kernels concatenated, deeper
+    ones block-diagonal), and the output unit takes the mean of the members' pre-activations: for
+    a sigmoid the average logit, for a linear output the mean, for an exponential (log-link)
+    output the geometric mean. The result exports, saves and scores like any single MLP.
+    """
+    import keras
+    from scipy.linalg import block_diag
+
+    if members == 1:
+        return model
+    by_name = {layer.name: layer for layer in model.layers}
+    n_hidden = sum(1 for name in by_name if name.startswith("m0_dense_"))
+    kernels, biases = [], []
+    for i in range(n_hidden):
+        parts = [by_name[f"m{k}_dense_{i}"].get_weights() for k in range(members)]
+        if i == 0:
+            kernels.append(np.concatenate([w for w, _ in parts], axis=1))
+        else:
+            kernels.append(block_diag(*[w for w, _ in parts]))
+        biases.append(np.concatenate([b for _, b in parts]))
+    outs = [by_name[f"output_{k}"].get_weights() for k in range(members)]
+    kernels.append(np.concatenate([w for w, _ in outs], axis=0) / members)
+    biases.append(np.mean([b for _, b in outs], axis=0))
+    activation = keras.activations.serialize(by_name["output_0"].activation)
+    activation = activation if isinstance(activation, str) else activation.get("config", {}).get("name")
+    units = [int(b.shape[0]) for b in biases[:-1]]
+    merged = build_mlp(int(kernels[0].shape[0]), units, dropout, activation,
+                       learning_rate=float(model.optimizer.learning_rate.numpy()))
+    for i, (w, b) in enumerate(zip(kernels, biases)):
+        merged.get_layer(f"dense_{i}" if i < n_hidden else "output").set_weights([w.astype(np.float32),
+                                                                                  b.astype(np.float32)])
+    return merged
 
 
 def export_weights(model) -> dict[str, np.ndarray]:

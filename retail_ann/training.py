@@ -408,28 +408,36 @@ def _keras(seed: int):
     return keras
 
 
-def _epoch_logger(keras, name: str, epochs: int):
+def _epoch_logger(keras, name: str, epochs: int, members: int):
     class EpochLog(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             self._t = time.time()
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
-            parts = [f"{k}={logs[k]:.4f}" for k in ("loss", "val_loss", "val_auc") if k in logs]
+            parts = [f"{k}={logs[k] / (members if k.endswith('loss') else 1):.4f}"
+                     for k in ("loss", "val_loss", "val_auc") if k in logs]
             log.info("%s epoch %d/%d %s (%.1f s)", name, epoch + 1, epochs, " ".join(parts), time.time() - self._t)
 
     return EpochLog()
 
 
-def _fit(keras, name: str, model, x_fit, t_fit, x_val, t_val, cfg: TrainConfig, class_weight=None) -> dict:
-    callbacks = [_epoch_logger(keras, name, cfg.epochs)]
+def _fit(keras, name: str, model, x_fit, t_fit, x_val, t_val, cfg: TrainConfig, sample_weight=None) -> dict:
+    """Fit ``model`` (``cfg.ensemble`` members, each given the same targets) with early stopping.
+    The returned history holds the members' mean loss."""
+    k = cfg.ensemble
+    callbacks = [_epoch_logger(keras, name, cfg.epochs, k)]
     if cfg.patience > 0:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
                                                        restore_best_weights=True))
-    hist = model.fit(x_fit, t_fit.astype(np.float32), validation_data=(x_val, t_val.astype(np.float32)),
-                     epochs=cfg.epochs, batch_size=cfg.batch_size, class_weight=class_weight,
-                     callbacks=callbacks, verbose=0, shuffle=True)
-    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    t_fit, t_val = t_fit.astype(np.float32), t_val.astype(np.float32)
+    if k > 1:
+        t_fit, t_val = [t_fit] * k, [t_val] * k
+        sample_weight = None if sample_weight is None else [sample_weight] * k
+    hist = model.fit(x_fit, t_fit, validation_data=(x_val, t_val), sample_weight=sample_weight,
+                     epochs=cfg.epochs, batch_size=cfg.batch_size, callbacks=callbacks, verbose=0, shuffle=True)
+    history = {key: [float(v) / (k if key.endswith("loss") else 1) for v in vals]
+               for key, vals in hist.history.items() if key in ("loss", "val_loss", "auc", "val_auc")}
     if cfg.patience > 0 and "val_loss" in history:
         best = int(np.argmin(history["val_loss"]))
         log.info("%s: best epoch %d of %d (val_loss %.4f)", name, best + 1, len(history["val_loss"]),
@@ -438,17 +446,19 @@ def _fit(keras, name: str, model, x_fit, t_fit, x_val, t_val, cfg: TrainConfig, 
 
 
 def _train_classifier(keras, name: str, xs: dict, ys: dict, cfg: TrainConfig):
-    from retail_ann.model import build_mlp
+    from retail_ann.model import build_mlp, merge_members
 
     prior = float(np.clip(ys["fit"].mean(), 1e-4, 1 - 1e-4))
-    weights = None
+    weights = sample_weight = None
     if cfg.class_weight:
         n1 = ys["fit"].sum()
         n0 = len(ys["fit"]) - n1
         weights = {0: len(ys["fit"]) / (2.0 * n0), 1: len(ys["fit"]) / (2.0 * n1)}
+        sample_weight = np.where(ys["fit"] == 1, weights[1], weights[0]).astype(np.float32)
     model = build_mlp(xs["fit"].shape[1], cfg.hidden_units, cfg.dropout, "sigmoid", cfg.learning_rate,
-                      l2=cfg.l2, output_bias=math.log(prior / (1 - prior)), seed=cfg.seed)
-    history = _fit(keras, name, model, xs["fit"], ys["fit"], xs["val"], ys["val"], cfg, weights)
+                      l2=cfg.l2, output_bias=math.log(prior / (1 - prior)), seed=cfg.seed, members=cfg.ensemble)
+    history = _fit(keras, name, model, xs["fit"], ys["fit"], xs["val"], ys["val"], cfg, sample_weight)
+    model = merge_members(model, cfg.ensemble, cfg.dropout)
     if weights is not None:
         # Class weights shift the learned log-odds by log(w1 / w0); shift them back so the
         # probabilities stay calibrated to the real positive rate.
@@ -459,11 +469,12 @@ def _train_classifier(keras, name: str, xs: dict, ys: dict, cfg: TrainConfig):
 
 
 def _train_regressor(keras, name: str, x_fit, t_fit, x_val, t_val, cfg: TrainConfig, output: str = "linear"):
-    from retail_ann.model import build_mlp
+    from retail_ann.model import build_mlp, merge_members
 
     model = build_mlp(x_fit.shape[1], cfg.hidden_units, cfg.dropout, output, cfg.learning_rate,
-                      l2=cfg.l2, seed=cfg.seed + 7)
-    return model, _fit(keras, name, model, x_fit, t_fit, x_val, t_val, cfg)
+                      l2=cfg.l2, seed=cfg.seed + 7, members=cfg.ensemble)
+    history = _fit(keras, name, model, x_fit, t_fit, x_val, t_val, cfg)
+    return merge_members(model, cfg.ensemble, cfg.dropout), history
 
 
 def _train_spend(keras, xs: dict, sp: dict, y_all, s_all, models: dict, cfg: TrainConfig):

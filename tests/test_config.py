@@ -18,6 +18,13 @@ def test_shipped_yaml_equals_defaults(job):
     assert load_config(cls, CONF_DIR / f"{job}.yaml") == cls()
 
 
+@pytest.mark.parametrize("path", sorted(CONF_DIR.glob("*_*.yaml")), ids=lambda p: p.name)
+def test_variant_configs_are_valid_settings_of_their_job(path):
+    """conf/<job>_<variant>.yaml: a partial config of <job> that changes something."""
+    cls = JOB_CONFIGS[path.stem.split("_")[0]]
+    assert load_config(cls, path) != cls()
+
+
 def test_unknown_setting_is_named(tmp_path):
     path = tmp_path / "f.yaml"
     path.write_text("lookback_days: 30\nlookbak: 2\n")

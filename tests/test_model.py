@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from retail_ann.model import build_mlp, export_weights, forward, load_weights_npz, save_weights_npz
+from retail_ann.model import build_mlp, export_weights, forward, load_weights_npz, merge_members, save_weights_npz
 
 
 @pytest.mark.parametrize("output,hidden", [("sigmoid", (16, 8)), ("linear", (12, 8, 4)), ("exponential", (8,))])
@@ -32,6 +32,28 @@ def test_numpy_forward_equals_keras(tmp_path, output, hidden):
     model.save(tmp_path / "m.keras")
     again = keras.models.load_model(tmp_path / "m.keras")
     np.testing.assert_allclose(np.asarray(again(x, training=False)).reshape(-1), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("output", ["sigmoid", "exponential"])
+def test_merged_ensemble_is_one_mlp_averaging_the_members_pre_activations(output):
+    import keras
+
+    keras.utils.set_random_seed(1)
+    model = build_mlp(5, (6, 4), dropout=0.2, output=output, learning_rate=0.01, seed=3, members=3)
+    rng = np.random.default_rng(1)
+    x = rng.random((200, 5)).astype(np.float32)
+    y = (x[:, 0] > 0.5).astype(np.float32) + (output == "exponential")
+    model.fit(x, [y] * 3, epochs=2, batch_size=32, verbose=0)
+    members = [np.asarray(o).reshape(-1).astype(np.float64) for o in model(x, training=False)]
+    assert not np.allclose(members[0], members[1])          # different initialisations
+    link = (lambda p: np.log(p / (1 - p))) if output == "sigmoid" else np.log
+    inverse = (lambda z: 1 / (1 + np.exp(-z))) if output == "sigmoid" else np.exp
+    expected = inverse(np.mean([link(m) for m in members], axis=0))
+    merged = merge_members(model, 3, dropout=0.2)
+    weights = export_weights(merged)
+    assert [weights[f"W{i}"].shape for i in range(3)] == [(5, 18), (18, 12), (12, 1)]
+    np.testing.assert_allclose(forward(weights, x), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(merged(x, training=False)).reshape(-1), forward(weights, x), atol=1e-5)
 
 
 def test_forward_checks_its_input_width_and_is_stable_at_extremes():

@@ -162,6 +162,26 @@ def test_generic_table_with_string_label_and_integer_categories(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
 
 
+def test_ensemble_members_train_together_and_ship_as_one_mlp(tmp_path):
+    import keras
+
+    pdf = feature_table(1000, seed=5)
+    cfg = TrainConfig(**FAST, ensemble=3, class_weight=True, report=False)
+    result = train_frame(pdf, str(tmp_path / "m"), cfg)
+    art = load_artifact(tmp_path / "m")
+    for name in ("purchase", "spend"):
+        assert [art.weights[name][f"W{i}"].shape[1] for i in range(3)] == [48, 24, 1]
+        model = keras.models.load_model(tmp_path / "m" / f"model_{name}.keras")
+        x = art.spec.transform(pdf.head(200))
+        np.testing.assert_allclose(forward(art.weights[name], x), np.asarray(model(x, training=False)).reshape(-1),
+                                   rtol=1e-5, atol=1e-5)
+    ann, logistic = result["purchase"]["ann"], result["purchase"]["baseline_logistic"]
+    assert ann["roc_auc"] > 0.6 and ann["roc_auc"] > logistic["roc_auc"] - 0.02
+    # class weights are corrected back: the mean probability stays near the positive rate
+    p = art.predict_matrix(art.spec.transform(pdf))["purchase_probability"]
+    assert abs(p.mean() - pdf[WILL_PURCHASE].mean()) < 0.05
+
+
 @pytest.mark.parametrize("change,message", [
     (lambda d: d.assign(**{WILL_PURCHASE: d["visits"]}), "is not binary"),
     (lambda d: d.drop(columns=[WILL_PURCHASE, FUTURE_SPEND]), "no label column"),
