@@ -78,6 +78,9 @@ def model_card(ctx: dict) -> str:
             f"- MLP {cfg.hidden_units} ReLU, dropout {cfg.dropout}, L2 {cfg.l2}, Adam lr {cfg.learning_rate}, "
             f"batch {cfg.batch_size}, at most {cfg.epochs} epochs, early stopping patience {cfg.patience} "
             f"(best weights kept), class weights {'on' if cfg.class_weight else 'off'}",
+            *([f"- ensemble of {cfg.ensemble} such MLPs per network, trained together and shipped merged into one "
+               f"{[u * cfg.ensemble for u in cfg.hidden_units]} MLP averaging them on the link scale"]
+              if cfg.ensemble > 1 else []),
             f"- epochs run: {', '.join(f'{k} {v}' for k, v in metrics['training']['epochs_run'].items())}", ""]
     out += ["## Metrics (test rows)"]
     if "purchase" in metrics:

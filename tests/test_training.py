@@ -169,6 +169,7 @@ def test_ensemble_members_train_together_and_ship_as_one_mlp(tmp_path):
     cfg = TrainConfig(**FAST, ensemble=3, class_weight=True, report=False)
     result = train_frame(pdf, str(tmp_path / "m"), cfg)
     art = load_artifact(tmp_path / "m")
+    assert "ensemble of 3 such MLPs" in (tmp_path / "m" / "model_card.md").read_text()
     for name in ("purchase", "spend"):
         assert [art.weights[name][f"W{i}"].shape[1] for i in range(3)] == [48, 24, 1]
         model = keras.models.load_model(tmp_path / "m" / f"model_{name}.keras")
