@@ -102,3 +102,22 @@ def test_scheme_less_paths_follow_the_default_filesystem(spark):
         assert not is_local("/data/x", spark)
     finally:
         conf.set("fs.defaultFS", "file:///")
+
+
+def test_demo_runs_the_whole_pipeline_and_prints_its_figures(spark, tmp_path, capsys):
+    """The README's first command, small: generate -> features -> train (with report) -> score."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--customers", "600", "--epochs", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "retail-ann demo:" in printed and "purchase ann" in printed and "spend    baseline_ridge" in printed
+    assert sorted(p.name for p in (out / "raw").iterdir() if not p.name.startswith(("_", "."))) == \
+        ["clickstream", "customers", "transactions"]
+    assert (out / "model" / "report.html").exists() and (out / "model" / "VERSION").exists()
+    features = spark.read.parquet(str(out / "features"))
+    predictions = spark.read.parquet(str(out / "predictions"))
+    n = features.count()
+    assert n > 400 and predictions.count() == n
+    assert predictions.select(CUSTOMER_ID).distinct().count() == n
+    assert (out / "predictions" / f"{AS_OF_DATE}=2024-11-01" / "_SUCCESS").exists()
+    version = (out / "model" / "VERSION").read_text().strip()
+    assert {r[0] for r in predictions.select("model_version").distinct().collect()} == {version}
