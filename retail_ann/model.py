@@ -79,17 +79,18 @@ def build_mlp(
     return model
 
 
-def merge_members(model, members: int, dropout: float = 0.0):
-    """One plain MLP equal to the ensemble built by ``build_mlp(..., members=members)``.
+def merge_members(model):
+    """One plain MLP equal to the ensemble ``model`` built by ``build_mlp(..., members=K)``
+    (a single-member model is returned as it is).
 
     The members' hidden layers sit side by side (the first layer's kernels concatenated, deeper
     ones block-diagonal), and the output unit takes the mean of the members' pre-activations: for
     a sigmoid the average logit, for a linear output the mean, for an exponential (log-link)
     output the geometric mean. The result exports, saves and scores like any single MLP.
     """
-    import keras
     from scipy.linalg import block_diag
 
+    members = len(model.outputs)
     if members == 1:
         return model
     by_name = {layer.name: layer for layer in model.layers}
@@ -105,10 +106,9 @@ def merge_members(model, members: int, dropout: float = 0.0):
     outs = [by_name[f"output_{k}"].get_weights() for k in range(members)]
     kernels.append(np.concatenate([w for w, _ in outs], axis=0) / members)
     biases.append(np.mean([b for _, b in outs], axis=0))
-    activation = keras.activations.serialize(by_name["output_0"].activation)
-    activation = activation if isinstance(activation, str) else activation.get("config", {}).get("name")
+    dropout = by_name["m0_dropout_0"].rate if "m0_dropout_0" in by_name else 0.0
     units = [int(b.shape[0]) for b in biases[:-1]]
-    merged = build_mlp(int(kernels[0].shape[0]), units, dropout, activation,
+    merged = build_mlp(int(kernels[0].shape[0]), units, dropout, activation_name(by_name["output_0"]),
                        learning_rate=float(model.optimizer.learning_rate.numpy()))
     for i, (w, b) in enumerate(zip(kernels, biases)):
         merged.get_layer(f"dense_{i}" if i < n_hidden else "output").set_weights([w.astype(np.float32),
@@ -126,8 +126,7 @@ def export_weights(model) -> dict[str, np.ndarray]:
     for layer in model.layers:
         if isinstance(layer, keras.layers.Dense):
             kernel, bias = layer.get_weights()
-            act = keras.activations.serialize(layer.activation)
-            name = act if isinstance(act, str) else act.get("config", {}).get("name", str(act))
+            name = activation_name(layer)
             if name not in ACTIVATIONS:
                 raise ValueError(f"layer {layer.name}: activation {name!r} has no numpy forward")
             weights[f"W{i}"] = np.asarray(kernel, dtype=np.float32)
@@ -138,6 +137,14 @@ def export_weights(model) -> dict[str, np.ndarray]:
             raise ValueError(f"layer {layer.name} ({type(layer).__name__}) has no numpy forward")
     weights["activations"] = np.array(activations, dtype=np.str_)
     return weights
+
+
+def activation_name(layer) -> str:
+    """The name of a Keras layer's activation (``relu``, ``sigmoid``, ...)."""
+    import keras
+
+    act = keras.activations.serialize(layer.activation)
+    return act if isinstance(act, str) else act.get("config", {}).get("name", str(act))
 
 
 def save_weights_npz(weights: Mapping[str, np.ndarray], path: str | Path) -> None:

@@ -458,7 +458,7 @@ def _train_classifier(keras, name: str, xs: dict, ys: dict, cfg: TrainConfig):
     model = build_mlp(xs["fit"].shape[1], cfg.hidden_units, cfg.dropout, "sigmoid", cfg.learning_rate,
                       l2=cfg.l2, output_bias=math.log(prior / (1 - prior)), seed=cfg.seed, members=cfg.ensemble)
     history = _fit(keras, name, model, xs["fit"], ys["fit"], xs["val"], ys["val"], cfg, sample_weight)
-    model = merge_members(model, cfg.ensemble, cfg.dropout)
+    model = merge_members(model)
     if weights is not None:
         # Class weights shift the learned log-odds by log(w1 / w0); shift them back so the
         # probabilities stay calibrated to the real positive rate.
@@ -474,7 +474,7 @@ def _train_regressor(keras, name: str, x_fit, t_fit, x_val, t_val, cfg: TrainCon
     model = build_mlp(x_fit.shape[1], cfg.hidden_units, cfg.dropout, output, cfg.learning_rate,
                       l2=cfg.l2, seed=cfg.seed + 7, members=cfg.ensemble)
     history = _fit(keras, name, model, x_fit, t_fit, x_val, t_val, cfg)
-    return merge_members(model, cfg.ensemble, cfg.dropout), history
+    return merge_members(model), history
 
 
 def _train_spend(keras, xs: dict, sp: dict, y_all, s_all, models: dict, cfg: TrainConfig):

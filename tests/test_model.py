@@ -49,7 +49,7 @@ def test_merged_ensemble_is_one_mlp_averaging_the_members_pre_activations(output
     link = (lambda p: np.log(p / (1 - p))) if output == "sigmoid" else np.log
     inverse = (lambda z: 1 / (1 + np.exp(-z))) if output == "sigmoid" else np.exp
     expected = inverse(np.mean([link(m) for m in members], axis=0))
-    merged = merge_members(model, 3, dropout=0.2)
+    merged = merge_members(model)
     weights = export_weights(merged)
     assert [weights[f"W{i}"].shape for i in range(3)] == [(5, 18), (18, 12), (12, 1)]
     np.testing.assert_allclose(forward(weights, x), expected, rtol=1e-4, atol=1e-5)
