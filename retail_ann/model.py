@@ -113,6 +113,8 @@ def merge_members(model):
     for i, (w, b) in enumerate(zip(kernels, biases)):
         merged.get_layer(f"dense_{i}" if i < n_hidden else "output").set_weights([w.astype(np.float32),
                                                                                   b.astype(np.float32)])
+    # An untrained model saves an unbuilt optimizer, and loading it back warns; build it.
+    merged.optimizer.build(merged.trainable_variables)
     return merged
 
 

@@ -162,6 +162,7 @@ def test_generic_table_with_string_label_and_integer_categories(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
 
 
+@pytest.mark.filterwarnings("error::UserWarning")   # loading the merged .keras file must not warn
 def test_ensemble_members_train_together_and_ship_as_one_mlp(tmp_path):
     import keras
 
