@@ -169,6 +169,7 @@ class TrainConfig:
     patience: int = 8                  # early stopping on validation loss; the best epoch's weights are kept
     class_weight: bool = False         # balance classes in the loss (the output bias is corrected back)
     ensemble: int = 1                  # >1: this many MLPs per network, trained together, merged into one
+    ensemble_validation: str = "shared"  # shared: all members hold back the same rows; folds: each its own
     threshold: float | None = None     # decision threshold; None: the F1-maximising one on validation rows
     imputation: str = "median"         # median | mean | drop (drop rows with missing numeric values)
     skew_threshold: float = 1.0        # log-transform numeric columns whose training skewness exceeds this
@@ -204,3 +205,4 @@ class TrainConfig:
         _require(self.min_category_count >= 1 and self.max_levels >= 1, "min_category_count and max_levels must be >= 1")
         _require(0 <= self.ple_bins <= 64, "ple_bins must be in 0..64")
         _require(1 <= self.ensemble <= 16, "ensemble must be in 1..16")
+        _require(self.ensemble_validation in ("shared", "folds"), "ensemble_validation must be shared or folds")

@@ -79,40 +79,53 @@ def build_mlp(
     return model
 
 
-def merge_members(model):
-    """One plain MLP equal to the ensemble ``model`` built by ``build_mlp(..., members=K)``
-    (a single-member model is returned as it is).
+def member_weights(model, members: Sequence[int] | None = None) -> dict[str, np.ndarray]:
+    """The weights (``export_weights`` format) of one plain MLP equal to ``members`` (default: all)
+    of an ensemble built by ``build_mlp(..., members=K)``; a single-member model's own weights.
 
     The members' hidden layers sit side by side (the first layer's kernels concatenated, deeper
     ones block-diagonal), and the output unit takes the mean of the members' pre-activations: for
     a sigmoid the average logit, for a linear output the mean, for an exponential (log-link)
-    output the geometric mean. The result exports, saves and scores like any single MLP.
+    output the geometric mean.
     """
     from scipy.linalg import block_diag
 
-    members = len(model.outputs)
-    if members == 1:
-        return model
+    if len(model.outputs) == 1:
+        return export_weights(model)
+    chosen = list(range(len(model.outputs))) if members is None else list(members)
+    if not chosen or not all(0 <= k < len(model.outputs) for k in chosen):
+        raise ValueError(f"members must name some of the model's {len(model.outputs)} members, not {members!r}")
     by_name = {layer.name: layer for layer in model.layers}
     n_hidden = sum(1 for name in by_name if name.startswith("m0_dense_"))
-    kernels, biases = [], []
+    weights: dict[str, np.ndarray] = {}
     for i in range(n_hidden):
-        parts = [by_name[f"m{k}_dense_{i}"].get_weights() for k in range(members)]
-        if i == 0:
-            kernels.append(np.concatenate([w for w, _ in parts], axis=1))
-        else:
-            kernels.append(block_diag(*[w for w, _ in parts]))
-        biases.append(np.concatenate([b for _, b in parts]))
-    outs = [by_name[f"output_{k}"].get_weights() for k in range(members)]
-    kernels.append(np.concatenate([w for w, _ in outs], axis=0) / members)
-    biases.append(np.mean([b for _, b in outs], axis=0))
+        parts = [by_name[f"m{k}_dense_{i}"].get_weights() for k in chosen]
+        kernels = [w for w, _ in parts]
+        weights[f"W{i}"] = np.concatenate(kernels, axis=1) if i == 0 else block_diag(*kernels)
+        weights[f"b{i}"] = np.concatenate([b for _, b in parts])
+    outs = [by_name[f"output_{k}"].get_weights() for k in chosen]
+    weights[f"W{n_hidden}"] = np.concatenate([w for w, _ in outs], axis=0) / len(chosen)
+    weights[f"b{n_hidden}"] = np.mean([b for _, b in outs], axis=0)
+    weights = {k: v.astype(np.float32) for k, v in weights.items()}
+    weights["activations"] = np.array(["relu"] * n_hidden + [activation_name(by_name["output_0"])], dtype=np.str_)
+    return weights
+
+
+def merge_members(model):
+    """One plain Keras MLP equal to the ensemble ``model`` built by ``build_mlp(..., members=K)``
+    (``member_weights`` of all members; a single-member model is returned as it is). It exports,
+    saves and scores like any single MLP."""
+    if len(model.outputs) == 1:
+        return model
+    weights = member_weights(model)
+    by_name = {layer.name: layer for layer in model.layers}
+    n_hidden = len(weights["activations"]) - 1
     dropout = by_name["m0_dropout_0"].rate if "m0_dropout_0" in by_name else 0.0
-    units = [int(b.shape[0]) for b in biases[:-1]]
-    merged = build_mlp(int(kernels[0].shape[0]), units, dropout, activation_name(by_name["output_0"]),
+    units = [int(weights[f"b{i}"].shape[0]) for i in range(n_hidden)]
+    merged = build_mlp(int(weights["W0"].shape[0]), units, dropout, str(weights["activations"][-1]),
                        learning_rate=float(model.optimizer.learning_rate.numpy()))
-    for i, (w, b) in enumerate(zip(kernels, biases)):
-        merged.get_layer(f"dense_{i}" if i < n_hidden else "output").set_weights([w.astype(np.float32),
-                                                                                  b.astype(np.float32)])
+    for i in range(n_hidden + 1):
+        merged.get_layer(f"dense_{i}" if i < n_hidden else "output").set_weights([weights[f"W{i}"], weights[f"b{i}"]])
     # An untrained model saves an unbuilt optimizer, and loading it back warns; build it.
     merged.optimizer.build(merged.trainable_variables)
     return merged

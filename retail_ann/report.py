@@ -79,7 +79,10 @@ def model_card(ctx: dict) -> str:
             f"batch {cfg.batch_size}, at most {cfg.epochs} epochs, early stopping patience {cfg.patience} "
             f"(best weights kept), class weights {'on' if cfg.class_weight else 'off'}",
             *([f"- ensemble of {cfg.ensemble} such MLPs per network, trained together and shipped merged into one "
-               f"{[u * cfg.ensemble for u in cfg.hidden_units]} MLP averaging them on the link scale"]
+               f"{[u * cfg.ensemble for u in cfg.hidden_units]} MLP averaging them on the link scale; "
+               + ("every member holds back the same validation rows" if cfg.ensemble_validation == "shared" else
+                  "each member holds back its own fold of the training rows for early stopping, and the "
+                  "threshold is chosen on those out-of-fold predictions")]
               if cfg.ensemble > 1 else []),
             f"- epochs run: {', '.join(f'{k} {v}' for k, v in metrics['training']['epochs_run'].items())}", ""]
     out += ["## Metrics (test rows)"]

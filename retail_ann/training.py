@@ -36,7 +36,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +132,7 @@ def train_frame(pdf: pd.DataFrame, out_dir: str, cfg: TrainConfig, data_info: di
             pdf, y, s = pdf[complete].reset_index(drop=True), _take(y, complete), _take(s, complete)
     _check_sizes(len(pdf), y, s, tasks)
     split = _split(pdf, y, s, cfg)
-    fit_idx, val_idx, test_idx = split["fit"], split["val"], split["test"]
+    fit_idx, val_idx, test_idx, train_idx = split["fit"], split["val"], split["test"], split["train"]
     data_info.update({"rows_used": int(len(pdf)), "rows_fit": int(len(fit_idx)),
                       "rows_validation": int(len(val_idx)), "rows_test": int(len(test_idx)),
                       "split": split["how"]})
@@ -149,7 +149,8 @@ def train_frame(pdf: pd.DataFrame, out_dir: str, cfg: TrainConfig, data_info: di
     log.info("feature spec: %d numeric (%d log-scaled), %d categorical inputs -> %d features",
              len(spec.numeric), sum(f.log for f in spec.numeric), len(spec.categorical), spec.n_features)
     x_all = spec.transform(pdf)
-    xs = {k: x_all[idx] for k, idx in (("fit", fit_idx), ("val", val_idx), ("test", test_idx))}
+    rows = TrainingRows(x_all[train_idx], split["fold"], split["groups"])
+    x_test = x_all[test_idx]
 
     keras = _keras(cfg.seed)
     models: dict[str, Any] = {}
@@ -158,45 +159,44 @@ def train_frame(pdf: pd.DataFrame, out_dir: str, cfg: TrainConfig, data_info: di
     metrics: dict[str, Any] = {}
     plots: dict[str, Any] = {}
 
-    p_test = None
     if PURCHASE in tasks:
-        yp = {k: y[idx] for k, idx in (("fit", fit_idx), ("val", val_idx), ("test", test_idx))}
-        model, hist = _train_classifier(keras, PURCHASE, xs, yp, cfg)
+        y_train, y_test = y[train_idx], y[test_idx]
+        model, hist, p_val = _train_classifier(keras, PURCHASE, rows, y_train, cfg)
         models[PURCHASE], histories[PURCHASE] = model, hist
-        w = _export(model)
-        p_val, p_test = forward(w, xs["val"]), forward(w, xs["test"])
+        p_test = forward(_export(model), x_test)
         from retail_ann.metrics import best_f1_threshold, classification_metrics, purchase_baselines
 
         if cfg.threshold is not None:
             thr, rule = float(cfg.threshold), "fixed by configuration"
         else:
-            thr, rule = best_f1_threshold(yp["val"], p_val)[0], "max F1 on validation rows"
+            thr, rule = best_f1_threshold(y_train[rows.validation], p_val)[0], "max F1 on validation rows"
         targets[PURCHASE] = {"label": purchase_label, "threshold": round(float(thr), 6), "threshold_rule": rule,
-                             "positive_rate": round(float(yp["fit"].mean()), 6)}
-        base, base_p = purchase_baselines(xs["fit"], yp["fit"], xs["val"], yp["val"], xs["test"], yp["test"], cfg.seed)
-        metrics[PURCHASE] = {"ann": classification_metrics(yp["test"], p_test, thr), **base}
-        plots[PURCHASE] = {"y": yp["test"], "p": {"ann": p_test, **base_p}}
+                             "positive_rate": round(float(y_train[rows.fold != 0].mean()), 6)}
+        base, base_p = purchase_baselines(rows.x[rows.learned], y_train[rows.learned], rows.x[rows.fold == 0],
+                                          y_train[rows.fold == 0], x_test, y_test, cfg.seed)
+        metrics[PURCHASE] = {"ann": classification_metrics(y_test, p_test, thr), **base}
+        plots[PURCHASE] = {"y": y_test, "p": {"ann": p_test, **base_p}}
         log.info("purchase test: ROC-AUC %.4f (logistic %.4f), F1 %.4f at %.3f (best %.4f)",
                  metrics[PURCHASE]["ann"]["roc_auc"] or float("nan"),
                  metrics[PURCHASE]["baseline_logistic"]["roc_auc"] or float("nan"),
                  metrics[PURCHASE]["ann"]["f1"], thr, metrics[PURCHASE]["ann"]["best_f1"])
 
     if SPEND in tasks:
-        sp = {k: s[idx] for k, idx in (("fit", fit_idx), ("val", val_idx), ("test", test_idx))}
-        info, spend_models, spend_hist = _train_spend(keras, xs, sp, y if PURCHASE in tasks else None, s,
+        s_train, s_test = s[train_idx], s[test_idx]
+        info, spend_models, spend_hist = _train_spend(keras, rows, s_train, y if PURCHASE in tasks else None, s,
                                                       models, cfg)
         info["label"] = spend_label
         models.update(spend_models)
         histories.update(spend_hist)
         targets[SPEND] = info
         weights_now = {k: _export(m) for k, m in models.items()}
-        pred_test = predictions(targets, xs["test"], lambda name, x: forward(weights_now[name], x),
+        pred_test = predictions(targets, x_test, lambda name, x: forward(weights_now[name], x),
                                 (SPEND,))[PREDICTED_SPEND]
         from retail_ann.metrics import regression_metrics, spend_baselines
 
-        base, base_p = spend_baselines(xs["fit"], sp["fit"], xs["test"], sp["test"])
-        metrics[SPEND] = {"ann": regression_metrics(sp["test"], pred_test), **base}
-        plots[SPEND] = {"y": sp["test"], "p": {"ann": pred_test, **base_p}}
+        base, base_p = spend_baselines(rows.x[rows.learned], s_train[rows.learned], x_test, s_test)
+        metrics[SPEND] = {"ann": regression_metrics(s_test, pred_test), **base}
+        plots[SPEND] = {"y": s_test, "p": {"ann": pred_test, **base_p}}
         log.info("spend test: R2 %.4f (ridge %.4f, mean %.4f), MAE %.2f",
                  metrics[SPEND]["ann"]["r2"] or float("nan"), metrics[SPEND]["baseline_ridge"]["r2"] or float("nan"),
                  metrics[SPEND]["baseline_mean"]["r2"] or float("nan"), metrics[SPEND]["ann"]["mae"])
@@ -364,21 +364,55 @@ def _object_kind(col: pd.Series) -> str:
     return type(first).__name__
 
 
+@dataclass(frozen=True)
+class TrainingRows:
+    """The training rows (fit and validation, in row order) of a network, and which of them each
+    ensemble member validates on.
+
+    ``fold[i]`` is row i's fold: fold 0 holds the ``validation_split`` rows, the others the fit
+    rows. Member m validates on fold ``m % groups`` and fits the rest. With
+    ``ensemble_validation: shared`` (or one member) ``groups`` is 1: every member holds back fold 0
+    and the fit rows are one fold 1. With ``folds`` the fit rows are cut into folds of fold 0's
+    size and ``groups`` is min(members, folds): each member holds back its own fold and fits the
+    others, so the merged ensemble has learned from every training row.
+    """
+
+    x: np.ndarray
+    fold: np.ndarray
+    groups: int
+
+    @property
+    def validation(self) -> np.ndarray:
+        """Rows some member validates on (out-of-fold predictions exist for them)."""
+        return self.fold < self.groups
+
+    @property
+    def learned(self) -> np.ndarray:
+        """Rows some member fits; the baselines fit on the same rows (with ``folds``, all of them,
+        so the logistic baseline's threshold is chosen on fold 0 rows it has fitted)."""
+        return self.fold != 0 if self.groups == 1 else np.ones(len(self.fold), dtype=bool)
+
+    def subset(self, mask: np.ndarray) -> "TrainingRows":
+        return TrainingRows(self.x[mask], self.fold[mask], self.groups)
+
+
 def _split(pdf: pd.DataFrame, y, s, cfg: TrainConfig) -> dict:
-    """Indices of fit / validation / test rows. Stratified on the purchase label (or spend > 0);
-    grouped by id when an id repeats (several as_of_dates), so a customer is on one side only."""
-    from sklearn.model_selection import GroupShuffleSplit, train_test_split
+    """Indices of fit / validation / test rows, and the training rows' folds (``TrainingRows``).
+    Stratified on the purchase label (or spend > 0); grouped by id when an id repeats (several
+    as_of_dates), so a customer is on one side only."""
+    from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold, StratifiedKFold, train_test_split
 
     n = len(pdf)
     strat = y if y is not None else (s > 0).astype(np.int8)
     idx = np.arange(n)
-    groups = pdf[cfg.id_col].astype(str).to_numpy() if cfg.id_col in pdf.columns else None
+    ids = pdf[cfg.id_col].astype(str).to_numpy() if cfg.id_col in pdf.columns else None
+    grouped = ids is not None and len(np.unique(ids)) < n
     try:
-        if groups is not None and len(np.unique(groups)) < n:
+        if grouped:
             gss = GroupShuffleSplit(n_splits=1, test_size=cfg.split, random_state=cfg.seed)
-            train_idx, test_idx = next(gss.split(idx, groups=groups))
+            train_idx, test_idx = next(gss.split(idx, groups=ids))
             gss_val = GroupShuffleSplit(n_splits=1, test_size=cfg.validation_split, random_state=cfg.seed + 1)
-            f, v = next(gss_val.split(train_idx, groups=groups[train_idx]))
+            f, v = next(gss_val.split(train_idx, groups=ids[train_idx]))
             fit_idx, val_idx, how = train_idx[f], train_idx[v], f"grouped by {cfg.id_col}"
         else:
             train_idx, test_idx = train_test_split(idx, test_size=cfg.split, stratify=strat, random_state=cfg.seed)
@@ -390,7 +424,31 @@ def _split(pdf: pd.DataFrame, y, s, cfg: TrainConfig) -> dict:
     for name, part in (("validation", val_idx), ("test", test_idx), ("fit", fit_idx)):
         if len(np.unique(strat[part])) < 2:
             raise InputError(f"the {name} rows hold only one class; more rows are needed")
-    return {"fit": np.sort(fit_idx), "val": np.sort(val_idx), "test": np.sort(test_idx), "how": how}
+    fit_idx, val_idx = np.sort(fit_idx), np.sort(val_idx)
+    train_idx = np.sort(np.concatenate([fit_idx, val_idx]))
+    fold = np.where(np.isin(train_idx, val_idx), 0, 1)
+    groups = 1
+    n_folds = max(2, round(1 / cfg.validation_split))
+    if cfg.ensemble_validation == "folds" and cfg.ensemble > 1 and n_folds > 2:
+        on_fit = fold == 1
+        cut = (StratifiedGroupKFold(n_folds - 1, shuffle=True, random_state=cfg.seed) if grouped
+               else StratifiedKFold(n_folds - 1, shuffle=True, random_state=cfg.seed))
+        fit_fold = np.empty(int(on_fit.sum()), dtype=int)
+        try:
+            for f, (_, part) in enumerate(cut.split(train_idx[on_fit], strat[train_idx[on_fit]],
+                                                    ids[train_idx[on_fit]] if grouped else None)):
+                fit_fold[part] = f + 1
+        except ValueError as e:
+            raise InputError(f"cannot cut the fit rows into {n_folds - 1} validation folds: {e}") from None
+        fold[on_fit] = fit_fold
+        groups = min(cfg.ensemble, n_folds)
+        for f in range(1, groups):
+            if len(np.unique(strat[train_idx[fold == f]])) < 2:
+                raise InputError(f"validation fold {f} holds only one class; more rows are needed "
+                                 "(or ensemble_validation: shared)")
+        how += f"; members hold back {groups} of {n_folds} folds"
+    return {"fit": fit_idx, "val": val_idx, "test": np.sort(test_idx), "train": train_idx, "fold": fold,
+            "groups": groups, "how": how}
 
 
 # ------------------------------------------------------------------------------------ Keras
@@ -422,19 +480,36 @@ def _epoch_logger(keras, name: str, epochs: int, members: int):
     return EpochLog()
 
 
-def _fit(keras, name: str, model, x_fit, t_fit, x_val, t_val, cfg: TrainConfig, sample_weight=None) -> dict:
-    """Fit ``model`` (``cfg.ensemble`` members, each given the same targets) with early stopping.
-    The returned history holds the members' mean loss."""
+def _fit(keras, name: str, model, rows: TrainingRows, target: np.ndarray, cfg: TrainConfig,
+         sample_weight: np.ndarray | None = None) -> dict:
+    """Fit ``model`` (``cfg.ensemble`` members, each given the same targets) on ``rows`` with early
+    stopping on the members' validation loss. The returned history holds the members' mean loss."""
     k = cfg.ensemble
     callbacks = [_epoch_logger(keras, name, cfg.epochs, k)]
     if cfg.patience > 0:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
                                                        restore_best_weights=True))
-    t_fit, t_val = t_fit.astype(np.float32), t_val.astype(np.float32)
-    if k > 1:
-        t_fit, t_val = [t_fit] * k, [t_val] * k
-        sample_weight = None if sample_weight is None else [sample_weight] * k
-    hist = model.fit(x_fit, t_fit, validation_data=(x_val, t_val), sample_weight=sample_weight,
+    target = target.astype(np.float32)
+    if rows.groups == 1:   # every member fits the same rows and validates on fold 0
+        fit, val = rows.fold != 0, rows.fold == 0
+        x_fit, t_fit = rows.x[fit], target[fit]
+        weights = None if sample_weight is None else sample_weight[fit]
+        validation = (rows.x[val], target[val])
+        if k > 1:
+            t_fit, validation = [t_fit] * k, (validation[0], [validation[1]] * k)
+            weights = None if weights is None else [weights] * k
+    else:   # member m sees every row; weight 0 hides its own fold, which is its validation set
+        n, val = len(target), rows.validation
+        base = np.ones(n, np.float32) if sample_weight is None else sample_weight.astype(np.float32)
+        weights, val_weights = [], []
+        for m in range(k):
+            own = rows.fold == m % rows.groups
+            # scaled so each member's loss is the mean over its own rows, as with a shared fold
+            weights.append(np.where(own, 0.0, base).astype(np.float32) * np.float32(n / (~own).sum()))
+            val_weights.append(own[val].astype(np.float32) * np.float32(val.sum() / own.sum()))
+        x_fit, t_fit = rows.x, [target] * k
+        validation = (rows.x[val], [target[val]] * k, val_weights)
+    hist = model.fit(x_fit, t_fit, validation_data=validation, sample_weight=weights,
                      epochs=cfg.epochs, batch_size=cfg.batch_size, callbacks=callbacks, verbose=0, shuffle=True)
     history = {key: [float(v) / (k if key.endswith("loss") else 1) for v in vals]
                for key, vals in hist.history.items() if key in ("loss", "val_loss", "auc", "val_auc")}
@@ -445,60 +520,81 @@ def _fit(keras, name: str, model, x_fit, t_fit, x_val, t_val, cfg: TrainConfig, 
     return history
 
 
-def _train_classifier(keras, name: str, xs: dict, ys: dict, cfg: TrainConfig):
+def _validation_predictions(model, rows: TrainingRows) -> np.ndarray:
+    """The ensemble's predictions for ``rows.validation``, each row by the members that did not fit
+    it (out-of-fold): with a shared fold, every member (the merged model)."""
+    from retail_ann.model import member_weights
+
+    k = len(model.outputs)
+    folds = rows.fold[rows.validation]
+    out = np.empty(len(folds), np.float32)
+    for g in range(rows.groups):
+        members = [m for m in range(k) if m % rows.groups == g]
+        out[folds == g] = forward(member_weights(model, members), rows.x[rows.fold == g])
+    return out
+
+
+def _train_classifier(keras, name: str, rows: TrainingRows, y: np.ndarray, cfg: TrainConfig):
+    """(merged model, history, probabilities on ``rows.validation``)."""
     from retail_ann.model import build_mlp, merge_members
 
-    prior = float(np.clip(ys["fit"].mean(), 1e-4, 1 - 1e-4))
-    weights = sample_weight = None
+    y_fit = y[rows.fold != 0]
+    prior = float(np.clip(y_fit.mean(), 1e-4, 1 - 1e-4))
+    sample_weight = None
     if cfg.class_weight:
-        n1 = ys["fit"].sum()
-        n0 = len(ys["fit"]) - n1
-        weights = {0: len(ys["fit"]) / (2.0 * n0), 1: len(ys["fit"]) / (2.0 * n1)}
-        sample_weight = np.where(ys["fit"] == 1, weights[1], weights[0]).astype(np.float32)
-    model = build_mlp(xs["fit"].shape[1], cfg.hidden_units, cfg.dropout, "sigmoid", cfg.learning_rate,
+        n1 = y_fit.sum()
+        n0 = len(y_fit) - n1
+        weights = {0: len(y_fit) / (2.0 * n0), 1: len(y_fit) / (2.0 * n1)}
+        sample_weight = np.where(y == 1, weights[1], weights[0]).astype(np.float32)
+    model = build_mlp(rows.x.shape[1], cfg.hidden_units, cfg.dropout, "sigmoid", cfg.learning_rate,
                       l2=cfg.l2, output_bias=math.log(prior / (1 - prior)), seed=cfg.seed, members=cfg.ensemble)
-    history = _fit(keras, name, model, xs["fit"], ys["fit"], xs["val"], ys["val"], cfg, sample_weight)
-    model = merge_members(model)
-    if weights is not None:
+    history = _fit(keras, name, model, rows, y, cfg, sample_weight)
+    if sample_weight is not None:
         # Class weights shift the learned log-odds by log(w1 / w0); shift them back so the
         # probabilities stay calibrated to the real positive rate.
-        out = model.layers[-1]
-        kernel, bias = out.get_weights()
-        out.set_weights([kernel, bias - np.float32(math.log(weights[1] / weights[0]))])
-    return model, history
+        shift = np.float32(math.log(weights[1] / weights[0]))
+        for out in model.layers:
+            if out.name == "output" or out.name.startswith("output_"):
+                kernel, bias = out.get_weights()
+                out.set_weights([kernel, bias - shift])
+    p_val = _validation_predictions(model, rows)
+    return merge_members(model), history, p_val
 
 
-def _train_regressor(keras, name: str, x_fit, t_fit, x_val, t_val, cfg: TrainConfig, output: str = "linear"):
+def _train_regressor(keras, name: str, rows: TrainingRows, target: np.ndarray, cfg: TrainConfig,
+                     output: str = "linear"):
+    """(merged model, history, predictions on ``rows.validation``)."""
     from retail_ann.model import build_mlp, merge_members
 
-    model = build_mlp(x_fit.shape[1], cfg.hidden_units, cfg.dropout, output, cfg.learning_rate,
+    model = build_mlp(rows.x.shape[1], cfg.hidden_units, cfg.dropout, output, cfg.learning_rate,
                       l2=cfg.l2, seed=cfg.seed + 7, members=cfg.ensemble)
-    history = _fit(keras, name, model, x_fit, t_fit, x_val, t_val, cfg)
-    return merge_members(model), history
+    history = _fit(keras, name, model, rows, target, cfg)
+    return merge_members(model), history, _validation_predictions(model, rows)
 
 
-def _train_spend(keras, xs: dict, sp: dict, y_all, s_all, models: dict, cfg: TrainConfig):
-    """Train the spend network(s); returns (spend info for the spec, new models, histories)."""
+def _train_spend(keras, rows: TrainingRows, s: np.ndarray, y_all, s_all, models: dict, cfg: TrainConfig):
+    """Train the spend network(s) on ``rows`` with spend ``s``; returns (spend info for the spec,
+    new models, histories)."""
     info: dict[str, Any] = {"target": cfg.spend_target}
     new_models: dict[str, Any] = {}
     hist: dict[str, dict] = {}
+    fit = rows.fold != 0
     if cfg.spend_target == "raw":
-        center, scale = float(sp["fit"].mean()), float(sp["fit"].std() or 1.0)
-        model, h = _train_regressor(keras, SPEND, xs["fit"], (sp["fit"] - center) / scale,
-                                    xs["val"], (sp["val"] - center) / scale, cfg)
+        center, scale = float(s[fit].mean()), float(s[fit].std() or 1.0)
+        model, h, _ = _train_regressor(keras, SPEND, rows, (s - center) / scale, cfg)
         info.update(center=center, scale=scale, smearing=1.0)
     elif cfg.spend_target == "log1p":
-        t_fit, t_val = np.log1p(sp["fit"]), np.log1p(sp["val"])
-        center, scale = float(t_fit.mean()), float(t_fit.std() or 1.0)
-        model, h = _train_regressor(keras, SPEND, xs["fit"], (t_fit - center) / scale,
-                                    xs["val"], (t_val - center) / scale, cfg)
-        resid = t_val - (center + scale * forward(_export(model), xs["val"]))
+        t = np.log1p(s)
+        center, scale = float(t[fit].mean()), float(t[fit].std() or 1.0)
+        model, h, pred_val = _train_regressor(keras, SPEND, rows, (t - center) / scale, cfg)
+        resid = t[rows.validation] - (center + scale * pred_val)
         info.update(center=center, scale=scale, smearing=_smearing(resid))
     else:  # two_stage
-        buy = {k: sp[k] > 0 for k in ("fit", "val")}
-        if buy["fit"].sum() < MIN_BUYERS or buy["val"].sum() < 2:
-            raise InputError(f"too few rows with positive spend to train the spend model: "
-                             f"{int(buy['fit'].sum())} (need at least {MIN_BUYERS})")
+        buy = s > 0
+        short = [g for g in range(rows.groups) if (buy & (rows.fold == g)).sum() < 2]
+        if (buy & fit).sum() < MIN_BUYERS or short:
+            raise InputError(f"too few rows with positive spend to train the spend model: {int((buy & fit).sum())} "
+                             f"(need at least {MIN_BUYERS}, and 2 in each validation fold)")
         gate = None
         if PURCHASE in models and y_all is not None:
             agree = float(np.mean(y_all == (s_all > 0)))
@@ -508,11 +604,10 @@ def _train_spend(keras, xs: dict, sp: dict, y_all, s_all, models: dict, cfg: Tra
                 log.info("purchase label agrees with spend > 0 on %.1f%% of rows: training a separate gate", 100 * agree)
         if gate is None:
             gate = SPEND_GATE
-            gm, gh = _train_classifier(keras, SPEND_GATE, xs, {k: (sp[k] > 0).astype(np.int8) for k in sp}, cfg)
+            gm, gh, _ = _train_classifier(keras, SPEND_GATE, rows, buy.astype(np.int8), cfg)
             new_models[SPEND_GATE], hist[SPEND_GATE] = gm, gh
-        scale = float(sp["fit"][buy["fit"]].mean())
-        model, h = _train_regressor(keras, SPEND, xs["fit"][buy["fit"]], sp["fit"][buy["fit"]] / scale,
-                                    xs["val"][buy["val"]], sp["val"][buy["val"]] / scale, cfg, output="exponential")
+        scale = float(s[buy & fit].mean())
+        model, h, _ = _train_regressor(keras, SPEND, rows.subset(buy), s[buy] / scale, cfg, output="exponential")
         info.update(center=0.0, scale=scale, smearing=1.0, gate=gate)
     new_models[SPEND], hist[SPEND] = model, h
     info = {k: (round(v, 8) if isinstance(v, float) else v) for k, v in info.items()}

@@ -7,7 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from retail_ann.model import build_mlp, export_weights, forward, load_weights_npz, merge_members, save_weights_npz
+from retail_ann.model import (
+    build_mlp, export_weights, forward, load_weights_npz, member_weights, merge_members, save_weights_npz,
+)
 
 
 @pytest.mark.parametrize("output,hidden", [("sigmoid", (16, 8)), ("linear", (12, 8, 4)), ("exponential", (8,))])
@@ -54,6 +56,13 @@ def test_merged_ensemble_is_one_mlp_averaging_the_members_pre_activations(output
     assert [weights[f"W{i}"].shape for i in range(3)] == [(5, 18), (18, 12), (12, 1)]
     np.testing.assert_allclose(forward(weights, x), expected, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(np.asarray(merged(x, training=False)).reshape(-1), forward(weights, x), atol=1e-5)
+    # a subset of members: member 1 alone is that member; members 0 and 2 average those two
+    np.testing.assert_allclose(forward(member_weights(model, [1]), x), members[1], rtol=1e-4, atol=1e-5)
+    pair = member_weights(model, [0, 2])
+    assert [pair[f"W{i}"].shape for i in range(3)] == [(5, 12), (12, 8), (8, 1)]
+    np.testing.assert_allclose(forward(pair, x), inverse((link(members[0]) + link(members[2])) / 2), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="members must name"):
+        member_weights(model, [3])
 
 
 def test_forward_checks_its_input_width_and_is_stable_at_extremes():

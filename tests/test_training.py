@@ -163,14 +163,17 @@ def test_generic_table_with_string_label_and_integer_categories(tmp_path):
 
 
 @pytest.mark.filterwarnings("error::UserWarning")   # loading the merged .keras file must not warn
-def test_ensemble_members_train_together_and_ship_as_one_mlp(tmp_path):
+@pytest.mark.parametrize("validation", ["shared", "folds"])
+def test_ensemble_members_train_together_and_ship_as_one_mlp(tmp_path, validation):
     import keras
 
     pdf = feature_table(1000, seed=5)
-    cfg = TrainConfig(**FAST, ensemble=3, class_weight=True, report=False)
+    cfg = TrainConfig(**FAST, ensemble=3, ensemble_validation=validation, class_weight=True, report=False)
     result = train_frame(pdf, str(tmp_path / "m"), cfg)
     art = load_artifact(tmp_path / "m")
     assert "ensemble of 3 such MLPs" in (tmp_path / "m" / "model_card.md").read_text()
+    assert ("members hold back 3 of 10 folds" in result["data"]["split"]) == (validation == "folds")
+    assert ("its own fold" in (tmp_path / "m" / "model_card.md").read_text()) == (validation == "folds")
     for name in ("purchase", "spend"):
         assert [art.weights[name][f"W{i}"].shape[1] for i in range(3)] == [48, 24, 1]
         model = keras.models.load_model(tmp_path / "m" / f"model_{name}.keras")
@@ -182,6 +185,60 @@ def test_ensemble_members_train_together_and_ship_as_one_mlp(tmp_path):
     # class weights are corrected back: the mean probability stays near the positive rate
     p = art.predict_matrix(art.spec.transform(pdf))["purchase_probability"]
     assert abs(p.mean() - pdf[WILL_PURCHASE].mean()) < 0.05
+
+
+def test_validation_folds_cut_the_fit_rows_like_the_validation_rows():
+    from retail_ann.training import _split, binary_label
+
+    pdf = feature_table(1000, seed=5)
+    y = binary_label(pdf[WILL_PURCHASE], WILL_PURCHASE)
+    shared = _split(pdf, y, None, TrainConfig(**FAST, ensemble=4))
+    folds = _split(pdf, y, None, TrainConfig(**FAST, ensemble=4, ensemble_validation="folds"))
+    for split in (shared, folds):
+        np.testing.assert_array_equal(split["train"], np.sort(np.concatenate([split["fit"], split["val"]])))
+        np.testing.assert_array_equal(split["train"][split["fold"] == 0], split["val"])
+    np.testing.assert_array_equal(folds["val"], shared["val"])     # fold 0 is the shared validation set
+    assert shared["groups"] == 1 and set(shared["fold"]) == {0, 1}
+    assert folds["groups"] == 4 and set(folds["fold"]) == set(range(10))
+    sizes = np.bincount(folds["fold"])
+    assert sizes.max() - sizes.min() <= 1                           # 800 training rows, ten folds of 80
+    rates = [y[folds["train"][folds["fold"] == f]].mean() for f in range(10)]
+    assert max(rates) - min(rates) < 0.03                           # stratified
+    # with repeated ids (several as_of_dates) a customer's rows stay in one fold
+    twice = pd.concat([pdf, pdf.assign(**{AS_OF_DATE: dt.date(2024, 7, 1)})], ignore_index=True)
+    grouped = _split(twice, binary_label(twice[WILL_PURCHASE], WILL_PURCHASE), None,
+                     TrainConfig(**FAST, ensemble=4, ensemble_validation="folds"))
+    ids = twice[CUSTOMER_ID].to_numpy()[grouped["train"]]
+    assert (pd.Series(grouped["fold"]).groupby(ids).nunique() == 1).all()
+    assert grouped["groups"] == 4 and set(grouped["fold"]) == set(range(10))
+
+
+def test_fold_members_never_fit_the_rows_they_validate_on():
+    """On labels that are pure noise, a net can only memorise: each member does so on the rows it
+    fits, so the merged ensemble ranks the training rows well, while the validation predictions
+    (every row by the member that held it back) are no better than chance."""
+    from sklearn.metrics import roc_auc_score
+
+    from retail_ann.model import forward
+    from retail_ann.training import TrainingRows, _keras, _train_classifier
+
+    n, members = 240, 4
+    rng = np.random.default_rng(0)
+    x = np.eye(n, dtype=np.float32)                     # one input per row: nothing generalises
+    y = (rng.random(n) < 0.5).astype(np.int8)
+    rows = TrainingRows(x, np.arange(n) % members, members)
+    cfg = TrainConfig(hidden_units=[16], dropout=0.0, l2=0.0, learning_rate=0.01, epochs=60, batch_size=32,
+                      patience=0, ensemble=members, ensemble_validation="folds")
+    model, _, p_val = _train_classifier(_keras(0), "noise", rows, y, cfg)
+    assert rows.validation.all() and len(p_val) == n
+    assert roc_auc_score(y, forward(_export(model), x)) > 0.9
+    assert abs(roc_auc_score(y, p_val) - 0.5) < 0.15
+
+
+def _export(model):
+    from retail_ann.model import export_weights
+
+    return export_weights(model)
 
 
 @pytest.mark.parametrize("change,message", [
