@@ -429,18 +429,19 @@ def _split(pdf: pd.DataFrame, y, s, cfg: TrainConfig) -> dict:
     fold = np.where(np.isin(train_idx, val_idx), 0, 1)
     groups = 1
     n_folds = max(2, round(1 / cfg.validation_split))
-    if cfg.ensemble_validation == "folds" and cfg.ensemble > 1 and n_folds > 2:
+    if cfg.ensemble_validation == "folds" and cfg.ensemble > 1:
         on_fit = fold == 1
-        cut = (StratifiedGroupKFold(n_folds - 1, shuffle=True, random_state=cfg.seed) if grouped
-               else StratifiedKFold(n_folds - 1, shuffle=True, random_state=cfg.seed))
-        fit_fold = np.empty(int(on_fit.sum()), dtype=int)
-        try:
-            for f, (_, part) in enumerate(cut.split(train_idx[on_fit], strat[train_idx[on_fit]],
-                                                    ids[train_idx[on_fit]] if grouped else None)):
-                fit_fold[part] = f + 1
-        except ValueError as e:
-            raise InputError(f"cannot cut the fit rows into {n_folds - 1} validation folds: {e}") from None
-        fold[on_fit] = fit_fold
+        if n_folds > 2:   # else the fit rows are the one other fold
+            cut = (StratifiedGroupKFold(n_folds - 1, shuffle=True, random_state=cfg.seed) if grouped
+                   else StratifiedKFold(n_folds - 1, shuffle=True, random_state=cfg.seed))
+            fit_fold = np.empty(int(on_fit.sum()), dtype=int)
+            try:
+                for f, (_, part) in enumerate(cut.split(train_idx[on_fit], strat[train_idx[on_fit]],
+                                                        ids[train_idx[on_fit]] if grouped else None)):
+                    fit_fold[part] = f + 1
+            except ValueError as e:
+                raise InputError(f"cannot cut the fit rows into {n_folds - 1} validation folds: {e}") from None
+            fold[on_fit] = fit_fold
         groups = min(cfg.ensemble, n_folds)
         for f in range(1, groups):
             if len(np.unique(strat[train_idx[fold == f]])) < 2:

@@ -211,6 +211,9 @@ def test_validation_folds_cut_the_fit_rows_like_the_validation_rows():
     ids = twice[CUSTOMER_ID].to_numpy()[grouped["train"]]
     assert (pd.Series(grouped["fold"]).groupby(ids).nunique() == 1).all()
     assert grouped["groups"] == 4 and set(grouped["fold"]) == set(range(10))
+    # a validation share of one half leaves two folds: members take turns holding back either half
+    halves = _split(pdf, y, None, TrainConfig(**FAST, ensemble=3, ensemble_validation="folds", validation_split=0.5))
+    assert halves["groups"] == 2 and np.bincount(halves["fold"]).tolist() == [400, 400]
 
 
 def test_fold_members_never_fit_the_rows_they_validate_on():
