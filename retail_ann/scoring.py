@@ -70,10 +70,23 @@ def _keras_network(artifact: Artifact, name: str):
     """The saved Keras model ``name``, loaded once per Python worker."""
     key = (artifact.path, artifact.version, name)
     if key not in _keras_models:
+        _pin_tensorflow_threads()
         import keras
 
         _keras_models[key] = keras.saving.load_model(f"{artifact.path}/model_{name}.keras", compile=False)
     return _keras_models[key]
+
+
+def _pin_tensorflow_threads() -> None:
+    """One TensorFlow thread per pool in this worker: Spark already runs a task per core. (Also set
+    through ``spark.executorEnv.TF_NUM_*`` in conf/spark-defaults.conf; this holds without it.)"""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:   # TensorFlow already runs in this process; its pools cannot change now
+        log.debug("TensorFlow already initialised: thread pools left as they are")
 
 
 def network_runner(artifact: Artifact, engine: str) -> NetworkRunner:

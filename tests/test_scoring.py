@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
 import sys
 
 import numpy as np
@@ -90,6 +92,19 @@ def test_numpy_and_keras_engines_agree(spark, shop, trained_model):
                                atol=1e-5)
     np.testing.assert_allclose(by_engine["numpy"][PREDICTED_SPEND], by_engine["keras"][PREDICTED_SPEND],
                                rtol=1e-4, atol=1e-4)
+
+
+def test_keras_engine_pins_tensorflow_to_one_thread_per_pool(trained_model):
+    code = ("import tensorflow as tf\n"
+            "from retail_ann.artifact import load_artifact\n"
+            "from retail_ann.scoring import _keras_network\n"
+            f"_keras_network(load_artifact({str(trained_model['dir'])!r}), 'purchase')\n"
+            "print(tf.config.threading.get_intra_op_parallelism_threads(),"
+            " tf.config.threading.get_inter_op_parallelism_threads())\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_NUM_", "OMP_"))}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-2:] == ["1", "1"]
 
 
 def test_numpy_engine_runs_on_executors_without_tensorflow(spark, shop, trained_model):
