@@ -12,7 +12,7 @@ import pytest
 
 from retail_ann.config import TrainConfig
 from retail_ann.errors import InputError
-from retail_ann.model import forward
+from retail_ann.model import export_weights, forward
 from retail_ann.schemas import AS_OF_DATE, CUSTOMER_ID, FUTURE_SPEND, WILL_PURCHASE
 from retail_ann.artifact import load_artifact, predictions
 from retail_ann.training import train_frame, train_table
@@ -222,7 +222,6 @@ def test_fold_members_never_fit_the_rows_they_validate_on():
     (every row by the member that held it back) are no better than chance."""
     from sklearn.metrics import roc_auc_score
 
-    from retail_ann.model import forward
     from retail_ann.training import TrainingRows, _keras, _train_classifier
 
     n, members = 240, 4
@@ -234,14 +233,8 @@ def test_fold_members_never_fit_the_rows_they_validate_on():
                       patience=0, ensemble=members, ensemble_validation="folds")
     model, _, p_val = _train_classifier(_keras(0), "noise", rows, y, cfg)
     assert rows.validation.all() and len(p_val) == n
-    assert roc_auc_score(y, forward(_export(model), x)) > 0.9
+    assert roc_auc_score(y, forward(export_weights(model), x)) > 0.9
     assert abs(roc_auc_score(y, p_val) - 0.5) < 0.15
-
-
-def _export(model):
-    from retail_ann.model import export_weights
-
-    return export_weights(model)
 
 
 @pytest.mark.parametrize("change,message", [
