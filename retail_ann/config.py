@@ -162,6 +162,7 @@ class TrainConfig:
     epochs: int = 50
     batch_size: int = 32
     seed: int = 42
+    split_seed: int | None = None      # seed of the sample, the split and the folds; None: seed
     hidden_units: list[int] = field(default_factory=lambda: [32, 16])
     dropout: float = 0.1
     l2: float = 0.001                  # L2 penalty on the hidden kernels
@@ -206,3 +207,9 @@ class TrainConfig:
         _require(0 <= self.ple_bins <= 64, "ple_bins must be in 0..64")
         _require(1 <= self.ensemble <= 16, "ensemble must be in 1..16")
         _require(self.ensemble_validation in ("shared", "folds"), "ensemble_validation must be shared or folds")
+        _require(self.split_seed is None or self.split_seed >= 0, "split_seed must be zero or positive")
+
+    @property
+    def data_seed(self) -> int:
+        """The seed that picks rows (sample, split, folds); ``seed`` alone seeds the networks."""
+        return self.seed if self.split_seed is None else self.split_seed

@@ -4,7 +4,7 @@ Public API
 ----------
 ``train_table(spark, features_path, out_dir, cfg, fmt=None) -> dict``
     Read the table (``retail_ann.io.read_table``), sample at most ``cfg.sample_rows`` rows to the
-    driver through Arrow (deterministic: rows ordered by a hash of id, as_of_date and seed), then
+    driver through Arrow (deterministic: rows ordered by a hash of id, as_of_date and ``cfg.data_seed``), then
     ``train_frame``. Returns the content of ``metrics.json`` plus ``model_dir`` and ``version``.
 ``train_frame(pdf, out_dir, cfg, source="") -> dict``
     The same from a pandas DataFrame already on the driver.
@@ -93,7 +93,7 @@ def sample_to_driver(df, cfg: TrainConfig) -> tuple[pd.DataFrame, dict]:
     if total == 0:
         raise InputError("the feature table is empty")
     key_cols = [c for c in (cfg.id_col, AS_OF_DATE) if c in df.columns] or list(df.columns)
-    hashed = df.withColumn(_HASH_COL, F.xxhash64(*[F.col(f"`{c}`") for c in key_cols], F.lit(int(cfg.seed))))
+    hashed = df.withColumn(_HASH_COL, F.xxhash64(*[F.col(f"`{c}`") for c in key_cols], F.lit(int(cfg.data_seed))))
     if total > cfg.sample_rows:
         # hash-based Bernoulli pre-filter (a bit more than needed), then the lowest hashes
         keep = min(1.0, 1.2 * cfg.sample_rows / total)
@@ -409,15 +409,15 @@ def _split(pdf: pd.DataFrame, y, s, cfg: TrainConfig) -> dict:
     grouped = ids is not None and len(np.unique(ids)) < n
     try:
         if grouped:
-            gss = GroupShuffleSplit(n_splits=1, test_size=cfg.split, random_state=cfg.seed)
+            gss = GroupShuffleSplit(n_splits=1, test_size=cfg.split, random_state=cfg.data_seed)
             train_idx, test_idx = next(gss.split(idx, groups=ids))
-            gss_val = GroupShuffleSplit(n_splits=1, test_size=cfg.validation_split, random_state=cfg.seed + 1)
+            gss_val = GroupShuffleSplit(n_splits=1, test_size=cfg.validation_split, random_state=cfg.data_seed + 1)
             f, v = next(gss_val.split(train_idx, groups=ids[train_idx]))
             fit_idx, val_idx, how = train_idx[f], train_idx[v], f"grouped by {cfg.id_col}"
         else:
-            train_idx, test_idx = train_test_split(idx, test_size=cfg.split, stratify=strat, random_state=cfg.seed)
+            train_idx, test_idx = train_test_split(idx, test_size=cfg.split, stratify=strat, random_state=cfg.data_seed)
             fit_idx, val_idx = train_test_split(train_idx, test_size=cfg.validation_split,
-                                                stratify=strat[train_idx], random_state=cfg.seed)
+                                                stratify=strat[train_idx], random_state=cfg.data_seed)
             how = "stratified"
     except ValueError as e:
         raise InputError(f"cannot split {n} rows into training, validation and test sets: {e}") from None
@@ -432,8 +432,8 @@ def _split(pdf: pd.DataFrame, y, s, cfg: TrainConfig) -> dict:
     if cfg.ensemble_validation == "folds" and cfg.ensemble > 1:
         on_fit = fold == 1
         if n_folds > 2:   # else the fit rows are the one other fold
-            cut = (StratifiedGroupKFold(n_folds - 1, shuffle=True, random_state=cfg.seed) if grouped
-                   else StratifiedKFold(n_folds - 1, shuffle=True, random_state=cfg.seed))
+            cut = (StratifiedGroupKFold(n_folds - 1, shuffle=True, random_state=cfg.data_seed) if grouped
+                   else StratifiedKFold(n_folds - 1, shuffle=True, random_state=cfg.data_seed))
             fit_fold = np.empty(int(on_fit.sum()), dtype=int)
             try:
                 for f, (_, part) in enumerate(cut.split(train_idx[on_fit], strat[train_idx[on_fit]],

@@ -216,6 +216,20 @@ def test_validation_folds_cut_the_fit_rows_like_the_validation_rows():
     assert halves["groups"] == 2 and np.bincount(halves["fold"]).tolist() == [400, 400]
 
 
+def test_split_seed_holds_the_rows_while_seed_changes():
+    from retail_ann.training import _split, binary_label
+
+    pdf = feature_table(600, seed=5)
+    y = binary_label(pdf[WILL_PURCHASE], WILL_PURCHASE)
+    cfg = dict(FAST, ensemble=3, ensemble_validation="folds")
+    base = _split(pdf, y, None, TrainConfig(**cfg, seed=42))
+    held = _split(pdf, y, None, TrainConfig(**cfg, seed=7, split_seed=42))
+    moved = _split(pdf, y, None, TrainConfig(**cfg, seed=7))
+    for key in ("fit", "val", "test", "fold"):
+        np.testing.assert_array_equal(held[key], base[key])
+    assert not np.array_equal(moved["test"], base["test"])
+
+
 def test_fold_members_never_fit_the_rows_they_validate_on():
     """On labels that are pure noise, a net can only memorise: each member does so on the rows it
     fits, so the merged ensemble ranks the training rows well, while the validation predictions
