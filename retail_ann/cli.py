@@ -179,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", type=float, help="held-out test share (default 0.2)")
     p.add_argument("--epochs", type=int, help="training epochs at most (default 50; early stopping)")
     p.add_argument("--batch-size", type=int, help="mini-batch size (default 32)")
-    p.add_argument("--seed", type=int, help="seed for sampling, split and initialisation (default 42; split_seed in the config fixes the rows)")
+    p.add_argument("--seed", type=int,
+                   help="seed for sampling, split and initialisation (default 42; split_seed in the config fixes the rows)")
     _common(p, "train")
     p.set_defaults(handler=cmd_train)
 

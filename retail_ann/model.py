@@ -103,12 +103,21 @@ def member_weights(model, members: Sequence[int] | None = None) -> dict[str, np.
         kernels = [w for w, _ in parts]
         weights[f"W{i}"] = np.concatenate(kernels, axis=1) if i == 0 else block_diag(*kernels)
         weights[f"b{i}"] = np.concatenate([b for _, b in parts])
-    outs = [by_name[f"output_{k}"].get_weights() for k in chosen]
+    outputs = output_layers(model)
+    outs = [outputs[k].get_weights() for k in chosen]
     weights[f"W{n_hidden}"] = np.concatenate([w for w, _ in outs], axis=0) / len(chosen)
     weights[f"b{n_hidden}"] = np.mean([b for _, b in outs], axis=0)
     weights = {k: v.astype(np.float32) for k, v in weights.items()}
-    weights["activations"] = np.array(["relu"] * n_hidden + [activation_name(by_name["output_0"])], dtype=np.str_)
+    weights["activations"] = np.array(["relu"] * n_hidden + [activation_name(outputs[0])], dtype=np.str_)
     return weights
+
+
+def output_layers(model) -> list:
+    """The output Dense layer of each member of a model built by ``build_mlp``, in member order."""
+    by_name = {layer.name: layer for layer in model.layers}
+    if len(model.outputs) == 1:
+        return [by_name["output"]]
+    return [by_name[f"output_{k}"] for k in range(len(model.outputs))]
 
 
 def merge_members(model):

@@ -171,9 +171,9 @@ def train_frame(pdf: pd.DataFrame, out_dir: str, cfg: TrainConfig, data_info: di
         else:
             thr, rule = best_f1_threshold(y_train[rows.validation], p_val)[0], "max F1 on validation rows"
         targets[PURCHASE] = {"label": purchase_label, "threshold": round(float(thr), 6), "threshold_rule": rule,
-                             "positive_rate": round(float(y_train[rows.fold != 0].mean()), 6)}
-        base, base_p = purchase_baselines(rows.x[rows.learned], y_train[rows.learned], rows.x[rows.fold == 0],
-                                          y_train[rows.fold == 0], x_test, y_test, cfg.seed)
+                             "positive_rate": round(float(y_train[rows.fit].mean()), 6)}
+        base, base_p = purchase_baselines(rows.x[rows.learned], y_train[rows.learned], rows.x[~rows.fit],
+                                          y_train[~rows.fit], x_test, y_test, cfg.seed)
         metrics[PURCHASE] = {"ann": classification_metrics(y_test, p_test, thr), **base}
         plots[PURCHASE] = {"y": y_test, "p": {"ann": p_test, **base_p}}
         log.info("purchase test: ROC-AUC %.4f (logistic %.4f), F1 %.4f at %.3f (best %.4f)",
@@ -382,6 +382,12 @@ class TrainingRows:
     groups: int
 
     @property
+    def fit(self) -> np.ndarray:
+        """The rows outside fold 0 (the shared fit rows): the prior and target statistics come
+        from them, as the feature spec does."""
+        return self.fold != 0
+
+    @property
     def validation(self) -> np.ndarray:
         """Rows some member validates on (out-of-fold predictions exist for them)."""
         return self.fold < self.groups
@@ -390,7 +396,7 @@ class TrainingRows:
     def learned(self) -> np.ndarray:
         """Rows some member fits; the baselines fit on the same rows (with ``folds``, all of them,
         so the logistic baseline's threshold is chosen on fold 0 rows it has fitted)."""
-        return self.fold != 0 if self.groups == 1 else np.ones(len(self.fold), dtype=bool)
+        return self.fit if self.groups == 1 else np.ones(len(self.fold), dtype=bool)
 
     def subset(self, mask: np.ndarray) -> "TrainingRows":
         return TrainingRows(self.x[mask], self.fold[mask], self.groups)
@@ -492,7 +498,7 @@ def _fit(keras, name: str, model, rows: TrainingRows, target: np.ndarray, cfg: T
                                                        restore_best_weights=True))
     target = target.astype(np.float32)
     if rows.groups == 1:   # every member fits the same rows and validates on fold 0
-        fit, val = rows.fold != 0, rows.fold == 0
+        fit, val = rows.fit, ~rows.fit
         x_fit, t_fit = rows.x[fit], target[fit]
         weights = None if sample_weight is None else sample_weight[fit]
         validation = (rows.x[val], target[val])
@@ -537,9 +543,9 @@ def _validation_predictions(model, rows: TrainingRows) -> np.ndarray:
 
 def _train_classifier(keras, name: str, rows: TrainingRows, y: np.ndarray, cfg: TrainConfig):
     """(merged model, history, probabilities on ``rows.validation``)."""
-    from retail_ann.model import build_mlp, merge_members
+    from retail_ann.model import build_mlp, merge_members, output_layers
 
-    y_fit = y[rows.fold != 0]
+    y_fit = y[rows.fit]
     prior = float(np.clip(y_fit.mean(), 1e-4, 1 - 1e-4))
     sample_weight = None
     if cfg.class_weight:
@@ -554,10 +560,9 @@ def _train_classifier(keras, name: str, rows: TrainingRows, y: np.ndarray, cfg: 
         # Class weights shift the learned log-odds by log(w1 / w0); shift them back so the
         # probabilities stay calibrated to the real positive rate.
         shift = np.float32(math.log(weights[1] / weights[0]))
-        for out in model.layers:
-            if out.name == "output" or out.name.startswith("output_"):
-                kernel, bias = out.get_weights()
-                out.set_weights([kernel, bias - shift])
+        for out in output_layers(model):
+            kernel, bias = out.get_weights()
+            out.set_weights([kernel, bias - shift])
     p_val = _validation_predictions(model, rows)
     return merge_members(model), history, p_val
 
@@ -579,7 +584,7 @@ def _train_spend(keras, rows: TrainingRows, s: np.ndarray, y_all, s_all, models:
     info: dict[str, Any] = {"target": cfg.spend_target}
     new_models: dict[str, Any] = {}
     hist: dict[str, dict] = {}
-    fit = rows.fold != 0
+    fit = rows.fit
     if cfg.spend_target == "raw":
         center, scale = float(s[fit].mean()), float(s[fit].std() or 1.0)
         model, h, _ = _train_regressor(keras, SPEND, rows, (s - center) / scale, cfg)
