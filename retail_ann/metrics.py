@@ -9,7 +9,7 @@ fitted on the same transformed training features the ANN sees.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from sklearn import metrics as skm
@@ -74,21 +74,35 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
 
 
 def purchase_baselines(
-    x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
+    x_train: np.ndarray, y_train: np.ndarray, folds: Sequence[tuple[np.ndarray, np.ndarray]],
     x_test: np.ndarray, y_test: np.ndarray, seed: int = 0,
 ) -> tuple[dict[str, dict], dict[str, np.ndarray]]:
-    """Majority class and logistic regression; thresholds chosen on the validation rows like the
-    ANN's. Returns (metrics per baseline, test-row probabilities per baseline)."""
+    """Majority class and logistic regression, fitted on the training rows that some fold fits.
+
+    ``folds`` are ``(fit, validation)`` boolean masks over the training rows, as the ANN's members
+    use them: the logistic threshold maximises F1 over out-of-fold probabilities (each validation
+    fold predicted by a model fitted on that fold's fit rows), like the ANN's threshold.
+    Returns (metrics per baseline, test-row probabilities per baseline)."""
     from sklearn.linear_model import LogisticRegression
 
-    prior = float(np.mean(y_train))
+    learned = np.logical_or.reduce([fit for fit, _ in folds])
+    prior = float(np.mean(y_train[learned]))
     majority = 1.0 if prior >= 0.5 else 0.0
     p_major = np.full(len(y_test), prior)
     # The majority model predicts the majority class for every row (probability = training prior).
     m_major = classification_metrics(y_test, p_major, threshold=0.5 if majority == 0.0 else 0.0)
-    logit = LogisticRegression(max_iter=2000, random_state=seed).fit(x_train, y_train)
-    thr, _ = best_f1_threshold(y_val, logit.predict_proba(x_val)[:, 1]) if len(y_val) else (0.5, 0.0)
-    p_logit = logit.predict_proba(x_test)[:, 1]
+
+    def logistic(rows: np.ndarray):
+        return LogisticRegression(max_iter=2000, random_state=seed).fit(x_train[rows], y_train[rows])
+
+    final = logistic(learned)
+    y_val, p_val = [], []
+    for fit, val in folds:
+        model = final if np.array_equal(fit, learned) else logistic(fit)
+        y_val.append(y_train[val])
+        p_val.append(model.predict_proba(x_train[val])[:, 1])
+    thr, _ = best_f1_threshold(np.concatenate(y_val), np.concatenate(p_val))
+    p_logit = final.predict_proba(x_test)[:, 1]
     return (
         {"baseline_majority": m_major, "baseline_logistic": classification_metrics(y_test, p_logit, thr)},
         {"baseline_majority": p_major, "baseline_logistic": p_logit},

@@ -172,8 +172,7 @@ def train_frame(pdf: pd.DataFrame, out_dir: str, cfg: TrainConfig, data_info: di
             thr, rule = best_f1_threshold(y_train[rows.validation], p_val)[0], "max F1 on validation rows"
         targets[PURCHASE] = {"label": purchase_label, "threshold": round(float(thr), 6), "threshold_rule": rule,
                              "positive_rate": round(float(y_train[rows.fit].mean()), 6)}
-        base, base_p = purchase_baselines(rows.x[rows.learned], y_train[rows.learned], rows.x[~rows.fit],
-                                          y_train[~rows.fit], x_test, y_test, cfg.seed)
+        base, base_p = purchase_baselines(rows.x, y_train, rows.folds, x_test, y_test, cfg.seed)
         metrics[PURCHASE] = {"ann": classification_metrics(y_test, p_test, thr), **base}
         plots[PURCHASE] = {"y": y_test, "p": {"ann": p_test, **base_p}}
         log.info("purchase test: ROC-AUC %.4f (logistic %.4f), F1 %.4f at %.3f (best %.4f)",
@@ -393,10 +392,15 @@ class TrainingRows:
         return self.fold < self.groups
 
     @property
+    def folds(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``(fit, validation)`` row masks of each group of members: validation on fold g, fit on
+        the rest (with a shared fold, fold 0 against the fit rows)."""
+        return [(self.fold != g, self.fold == g) for g in range(self.groups)]
+
+    @property
     def learned(self) -> np.ndarray:
-        """Rows some member fits; the baselines fit on the same rows (with ``folds``, all of them,
-        so the logistic baseline's threshold is chosen on fold 0 rows it has fitted)."""
-        return self.fit if self.groups == 1 else np.ones(len(self.fold), dtype=bool)
+        """Rows some member fits (with ``folds``, all of them); the baselines fit on the same rows."""
+        return np.logical_or.reduce([fit for fit, _ in self.folds])
 
     def subset(self, mask: np.ndarray) -> "TrainingRows":
         return TrainingRows(self.x[mask], self.fold[mask], self.groups)

@@ -251,6 +251,27 @@ def test_fold_members_never_fit_the_rows_they_validate_on():
     assert abs(roc_auc_score(y, p_val) - 0.5) < 0.15
 
 
+
+def test_logistic_baseline_picks_its_threshold_on_rows_it_did_not_fit():
+    """The same noise with one input per row: a logistic regression memorises the rows it fits,
+    so a threshold picked on them sits well above the positive rate; picked on out-of-fold
+    probabilities (unseen rows get the intercept) it sits at about the rate, like the ANN's."""
+    from retail_ann.metrics import purchase_baselines
+    from retail_ann.training import TrainingRows
+
+    n = 400
+    y = (np.random.default_rng(3).random(n) < 0.3).astype(np.int8)
+    x = np.eye(n, dtype=np.float32)
+    rows = TrainingRows(x, np.arange(n) % 5, 5)
+    assert rows.learned.all()
+    threshold = {}
+    for name, folds in (("out_of_fold", rows.folds), ("in_sample", [(rows.learned, rows.fold == 0)])):
+        metrics, _ = purchase_baselines(x, y, folds, x[:100], y[:100])
+        threshold[name] = metrics["baseline_logistic"]["threshold"]
+    assert abs(threshold["out_of_fold"] - y.mean()) < 0.03
+    assert threshold["in_sample"] > y.mean() + 0.08
+
+
 @pytest.mark.parametrize("change,message", [
     (lambda d: d.assign(**{WILL_PURCHASE: d["visits"]}), "is not binary"),
     (lambda d: d.drop(columns=[WILL_PURCHASE, FUTURE_SPEND]), "no label column"),
