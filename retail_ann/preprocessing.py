@@ -65,6 +65,9 @@ CATEGORICAL = "categorical"
 BOOLEAN = "boolean"
 
 IMPUTATIONS = ("median", "mean", "drop")
+# Numeric statistics are fitted on values clipped to a quarter of float32's range: ``transform``
+# works in float32 (larger inputs saturate there), and lo, hi and their span must stay finite in it.
+_FIT_LIMIT = float(np.finfo(np.float32).max) / 4
 
 _TRUE_WORDS = {"true", "t", "yes", "y", "1"}
 _FALSE_WORDS = {"false", "f", "no", "n", "0"}
@@ -456,11 +459,11 @@ def _fit_numeric(
     missing_indicator_min: float, positive_indicator: bool,
 ) -> NumericFeature | None:
     finite = np.isfinite(raw)
-    values = raw[finite]
+    values = np.clip(raw[finite], -_FIT_LIMIT, _FIT_LIMIT)
     if values.size == 0:
         return None
     impute = float(np.mean(values)) if imputation == "mean" else float(np.median(values))
-    x = np.where(finite, raw, impute)
+    x = np.where(finite, np.clip(raw, -_FIT_LIMIT, _FIT_LIMIT), impute)
     missing_fraction = float(1.0 - finite.mean())
     n_distinct = np.unique(x).size
     if n_distinct < 2:

@@ -46,7 +46,8 @@ def model_card(ctx: dict) -> str:
     out += ["## Data",
             f"- source: `{data.get('source', 'in-memory frame')}`",
             f"- rows: {data.get('rows_total')} in the table, {data.get('rows_sampled')} sampled to the driver "
-            f"(cap {cfg.sample_rows}, seed {cfg.seed}), {data.get('rows_used')} with labels",
+            f"(cap {cfg.sample_rows}, seed {cfg.seed}), {data.get('rows_used')} used"
+            + "".join(f", {n} left out with {reason}" for reason, n in data.get("rows_dropped", {}).items()),
             f"- split ({data.get('split')}): {data.get('rows_fit')} fit, {data.get('rows_validation')} validation "
             f"(early stopping, threshold), {data.get('rows_test')} test (all metrics below)"]
     if data.get("period"):

@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 MIN_ROWS = 50            # fewer sampled rows than this cannot be split and evaluated
 MIN_CLASS_ROWS = 10      # each class of a binary label needs this many rows
 MIN_BUYERS = 20          # a spend model needs this many rows with spend > 0
+MIN_GROUPS = 10          # distinct ids a grouped split needs
 GATE_AGREEMENT = 0.99    # purchase label == (spend > 0) on this share of rows: reuse it as the gate
 _HASH_COL = "__sample_hash"
 _TRUE = {"true", "t", "yes", "y", "1", "1.0"}
@@ -121,15 +122,21 @@ def train_frame(pdf: pd.DataFrame, out_dir: str, cfg: TrainConfig, data_info: di
         raise InputError("the feature table is empty")
     pdf = pdf.copy(deep=False)   # columns may be replaced (text -> numbers); never the caller's frame
     tasks, purchase_label, spend_label = resolve_task(list(pdf.columns), cfg)
-    pdf, y, s = _labels(pdf, tasks, purchase_label, spend_label)
+    dropped: dict[str, int] = {}
+    label_cols = [c for c in (purchase_label, spend_label) if c]
+    pdf, _, _ = _drop_rows(pdf, None, None, pdf[label_cols].notna().all(axis=1).to_numpy(), "missing label", dropped)
+    if cfg.id_col in pdf.columns:   # an id names the group of rows kept on one side of the split
+        pdf, _, _ = _drop_rows(pdf, None, None, pdf[cfg.id_col].notna().to_numpy(), f"missing {cfg.id_col}", dropped)
+    if len(pdf) == 0:
+        raise InputError(f"no rows left to train on ({', '.join(f'{n} with {r}' for r, n in dropped.items())})")
+    y, s = _labels(pdf, purchase_label, spend_label)
     numeric, categorical = _feature_columns(pdf, cfg, {purchase_label, spend_label})
     if cfg.imputation == "drop":
         complete = np.ones(len(pdf), dtype=bool)
         for c in numeric:
             complete &= np.isfinite(pd.to_numeric(pdf[c], errors="coerce").to_numpy(dtype=float, na_value=np.nan))
-        if not complete.all():
-            log.info("imputation=drop: dropping %d rows with a missing numeric feature", int((~complete).sum()))
-            pdf, y, s = pdf[complete].reset_index(drop=True), _take(y, complete), _take(s, complete)
+        pdf, y, s = _drop_rows(pdf, y, s, complete, "a missing numeric feature (imputation: drop)", dropped)
+    data_info["rows_dropped"] = dropped
     _check_sizes(len(pdf), y, s, tasks)
     split = _split(pdf, y, s, cfg)
     fit_idx, val_idx, test_idx, train_idx = split["fit"], split["val"], split["test"], split["train"]
@@ -268,14 +275,18 @@ def _sample_values(values: pd.Series, k: int = 5) -> str:
     return ", ".join(uniq[:k]) + (", ..." if len(uniq) > k else "")
 
 
-def _labels(pdf: pd.DataFrame, tasks, purchase_label, spend_label):
-    label_cols = [c for c in (purchase_label, spend_label) if c]
-    present = pdf[label_cols].notna().all(axis=1).to_numpy()
-    if not present.all():
-        log.warning("dropping %d rows with a missing label", int((~present).sum()))
-        pdf = pdf[present].reset_index(drop=True)
-    if len(pdf) == 0:
-        raise InputError(f"no rows with a label in {', '.join(label_cols)}")
+def _drop_rows(pdf: pd.DataFrame, y, s, keep: np.ndarray, reason: str, dropped: dict[str, int]):
+    """``pdf``, ``y`` and ``s`` without the rows not in ``keep``; their count goes to ``dropped``
+    under ``reason`` (metrics.json and the model card report it) and to the log."""
+    if keep.all():
+        return pdf, y, s
+    dropped[reason] = int((~keep).sum())
+    log.warning("dropping %d of %d rows with %s", dropped[reason], len(keep), reason)
+    return pdf[keep].reset_index(drop=True), _take(y, keep), _take(s, keep)
+
+
+def _labels(pdf: pd.DataFrame, purchase_label: str | None, spend_label: str | None):
+    """(purchase label as 0/1, spend label as non-negative floats) of rows that all have labels."""
     y = binary_label(pdf[purchase_label], purchase_label) if purchase_label else None
     s = None
     if spend_label:
@@ -290,7 +301,7 @@ def _labels(pdf: pd.DataFrame, tasks, purchase_label, spend_label):
         if (s < 0).any():
             log.warning("spend label %s: %d negative values clipped to 0", spend_label, int((s < 0).sum()))
             s = np.maximum(s, 0.0)
-    return pdf, y, s
+    return y, s
 
 
 def _take(a, mask):
@@ -416,7 +427,11 @@ def _split(pdf: pd.DataFrame, y, s, cfg: TrainConfig) -> dict:
     strat = y if y is not None else (s > 0).astype(np.int8)
     idx = np.arange(n)
     ids = pdf[cfg.id_col].astype(str).to_numpy() if cfg.id_col in pdf.columns else None
-    grouped = ids is not None and len(np.unique(ids)) < n
+    n_ids = len(np.unique(ids)) if ids is not None else n
+    grouped = n_ids < n
+    if n_ids < MIN_GROUPS:
+        raise InputError(f"only {n_ids} distinct {cfg.id_col} values in {n} rows: rows of one {cfg.id_col} stay "
+                         f"on one side of the split, so it needs at least {MIN_GROUPS} (--id-col names the column)")
     try:
         if grouped:
             gss = GroupShuffleSplit(n_splits=1, test_size=cfg.split, random_state=cfg.data_seed)

@@ -279,11 +279,35 @@ def test_logistic_baseline_picks_its_threshold_on_rows_it_did_not_fit():
     (lambda d: d.assign(**{WILL_PURCHASE: 0}), "too few rows of one class"),
     (lambda d: d[[CUSTOMER_ID, AS_OF_DATE, WILL_PURCHASE]], "no feature columns"),
     (lambda d: d.assign(**{FUTURE_SPEND: "lots"}), "is not numeric"),
+    (lambda d: d.assign(**{CUSTOMER_ID: "c1"}), "only 1 distinct customer_id"),
+    (lambda d: d.assign(**{CUSTOMER_ID: None}), r"no rows left to train on \(300 with missing customer_id\)"),
 ])
 def test_bad_inputs_are_input_errors(tmp_path, change, message):
     with pytest.raises(InputError, match=message):
         train_frame(change(feature_table(300)), str(tmp_path / "m"), TrainConfig(**FAST, report=False))
     assert not (tmp_path / "m").exists()
+
+
+
+def test_unusable_rows_are_left_out_counted_and_reported(tmp_path):
+    """Rows without a label or an id are dropped with their count in metrics.json and the model
+    card; a feature column with values beyond float32's range still trains to finite outputs."""
+    df = feature_table(600)
+    no_label, no_id = df.index % 9 == 0, df.index % 50 == 1
+    df.loc[no_label, WILL_PURCHASE] = None
+    df.loc[no_id, CUSTOMER_ID] = None
+    df["spend_past"] = df["spend_past"] * 1e300
+    out = tmp_path / "m"
+    r = train_frame(df, str(out), TrainConfig(**FAST, report=False))
+    dropped = {"missing label": int(no_label.sum()), "missing customer_id": int((no_id & ~no_label).sum())}
+    assert r["data"]["rows_dropped"] == dropped and min(dropped.values()) > 0
+    assert r["data"]["rows_used"] == 600 - sum(dropped.values())
+    card = (out / "model_card.md").read_text()
+    assert ("{missing label} left out with missing label, {missing customer_id} left out with missing customer_id"
+            .format_map(dropped) in card)
+    assert np.isfinite(r["purchase"]["ann"]["roc_auc"]) and np.isfinite(r["spend"]["ann"]["r2"])
+    art = load_artifact(str(out))
+    assert np.isfinite(art.spec.transform(df)).all()
 
 
 def test_named_label_must_exist_and_empty_table_is_refused(spark, tmp_path):
