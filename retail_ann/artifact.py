@@ -19,6 +19,7 @@ One path turns transformed features into predictions, whoever computes the netwo
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,7 +134,7 @@ def load_artifact(model_dir: str | Path) -> Artifact:
         if f.is_file():
             try:
                 weights[name] = load_weights_npz(f)
-            except (ValueError, OSError) as e:
+            except (ValueError, OSError, zipfile.BadZipFile) as e:
                 raise InputError(f"{f} is not a valid weights file: {e}") from None
             if n_inputs(weights[name]) != spec.n_features:
                 raise InputError(f"{f} expects {n_inputs(weights[name])} inputs but the spec makes {spec.n_features}")

@@ -3,6 +3,7 @@ by CLI flags. Dataclass defaults equal the shipped YAML (a test keeps them in st
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,7 +35,8 @@ class GenerateConfig:
         _require(self.seed >= 0, "seed must be zero or positive")
         _require(self.customers_per_chunk > 0, "customers_per_chunk must be positive")
         _require(len(set(self.categories)) == len(self.categories) > 0, "categories must be distinct and non-empty")
-        parse_date(self.start, "start")
+        _require((dt.date(9999, 12, 31) - parse_date(self.start, "start")).days >= self.days,
+                 "start + days must end by 9999-12-31")
 
 
 @dataclass
@@ -89,8 +91,6 @@ class DemoConfig:
 
 def parse_date(value: str, what: str = "date"):
     """Parse YYYY-MM-DD or raise ``ConfigError`` naming the argument."""
-    import datetime as dt
-
     try:
         return dt.date.fromisoformat(str(value))
     except ValueError:

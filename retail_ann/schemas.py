@@ -115,9 +115,21 @@ def check_columns(df: DataFrame, schema: TableSchema) -> None:
     missing = [c for c in schema.required if c not in df.columns]
     if missing:
         raise InputError(
-            f"{schema.name}: missing required column(s) {', '.join(missing)}; "
-            f"found {', '.join(df.columns) or 'no columns'}"
+            f"{schema.name}: missing required column(s) {', '.join(missing)}; found {_shown(df.columns)}"
         )
+
+
+def _shown(names: list[str], most: int = 20, width: int = 40) -> str:
+    """Column names for a message: non-printable characters escaped, long names and lists cut."""
+    if not names:
+        return "no columns"
+    shown = []
+    for name in names[:most]:
+        text = name.encode("unicode_escape").decode("ascii")
+        shown.append(text if len(text) <= width else text[:width] + "...")
+    extra = f" and {len(names) - most} more" if len(names) > most else ""
+    hint = " (is --format right?)" if any(not n.isprintable() for n in names) else ""
+    return ", ".join(shown) + extra + hint
 
 
 def _raw(name: str) -> str:
@@ -173,6 +185,10 @@ def _reasons(schema: TableSchema, limits: ValidationLimits, with_raw: set[str]) 
             rules.append((blank, f"missing {field.name}"))
         if field.name in with_raw:
             rules.append((~blank & value.isNull(), f"unparseable {field.name}"))
+            if isinstance(field.dataType, (T.IntegerType, T.LongType)):   # 1.7 casts to 1: say so instead
+                raw_number = F.col(_raw(field.name)).try_cast(T.DoubleType())
+                rules.append((value.isNotNull() & (raw_number != value.cast(T.DoubleType())),
+                              f"non-integral {field.name}"))
         if isinstance(field.dataType, T.DoubleType):
             rules.append((value.isNotNull() & _not_finite(value), f"non-finite {field.name}"))
     if schema is TRANSACTIONS:

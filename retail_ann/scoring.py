@@ -17,6 +17,7 @@ import hashlib
 import logging
 from collections.abc import Iterator
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -31,7 +32,7 @@ from retail_ann.errors import InputError
 from retail_ann.logs import stage
 from retail_ann.preprocessing import column_types_of
 from retail_ann.schemas import (
-    AS_OF_DATE, MODEL_VERSION, PREDICTED_SPEND, PURCHASE_PROBABILITY, SCORED_AT, WILL_PURCHASE,
+    AS_OF_DATE, MODEL_VERSION, PREDICTED_SPEND, PURCHASE_PROBABILITY, REJECT_REASON, SCORED_AT, WILL_PURCHASE,
 )
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,36 @@ def check_compatible(df: DataFrame, artifact: Artifact, id_col: str, as_of: dt.d
     problems += artifact.spec.check_schema(column_types_of(df.schema))
     if problems:
         raise InputError(f"feature table does not fit model {artifact.version}: " + "; ".join(problems))
+
+
+def with_date_as_of(df: DataFrame) -> DataFrame:
+    """``as_of_date`` as a date column (a CSV or pandas export holds it as text or a timestamp);
+    values that are not dates become null."""
+    if AS_OF_DATE in df.columns and not isinstance(df.schema[AS_OF_DATE].dataType, T.DateType):
+        return df.withColumn(AS_OF_DATE, F.col(AS_OF_DATE).try_cast(T.DateType()))
+    return df
+
+
+def split_scorable(df: DataFrame, id_col: str, as_of: dt.date | None) -> tuple[DataFrame, DataFrame]:
+    """(rows to score, rejected rows with ``reject_reason``) of the rows for ``as_of`` (all rows
+    when None). A row needs an id, and without ``as_of`` an ``as_of_date`` that is a date."""
+    raw_as_of = "__raw_as_of_date"
+    if AS_OF_DATE in df.columns:
+        df = with_date_as_of(df.withColumn(raw_as_of, F.col(AS_OF_DATE).cast(T.StringType())))
+    if as_of is not None and AS_OF_DATE in df.columns:
+        df = df.where(F.col(AS_OF_DATE) == F.lit(as_of))
+    ident = F.col(id_col)
+    missing_id = ident.isNull() | (F.trim(ident.cast(T.StringType())) == "")
+    rules = [F.when(missing_id, F.lit(f"missing {id_col}"))]
+    if as_of is None:
+        rules.append(F.when(F.col(AS_OF_DATE).isNull(), F.lit(f"missing or unparseable {AS_OF_DATE}")))
+    tagged = df.withColumn(REJECT_REASON, F.concat_ws("; ", *rules))
+    columns = [c for c in df.columns if c != raw_as_of]
+    valid = tagged.where(F.col(REJECT_REASON) == "").select(*columns)
+    rejected = tagged.where(F.col(REJECT_REASON) != "")
+    if AS_OF_DATE in df.columns:   # the rejected rows keep the text they came with
+        rejected = rejected.withColumn(AS_OF_DATE, F.col(raw_as_of))
+    return valid, rejected.select(*columns, REJECT_REASON)
 
 
 def _keras_network(artifact: Artifact, name: str):
@@ -151,6 +182,11 @@ def score_dataframe(
     check_compatible(df, artifact, id_col, as_of)
     if engine not in ENGINES:
         raise InputError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+    if engine == "keras":   # the files load on executors: a missing one would fail there, obscurely
+        absent = [f"model_{n}.keras" for n in artifact.weights if not Path(artifact.path, f"model_{n}.keras").is_file()]
+        if absent:
+            raise InputError(f"the keras engine needs {', '.join(absent)} in {artifact.path}")
+    df = with_date_as_of(df)
     needed = [id_col, *artifact.spec.input_columns]
     if as_of is None:
         needed.append(AS_OF_DATE)
@@ -174,13 +210,20 @@ def score_table(
     with stage("score.load", log):
         artifact = load_artifact(model_dir)
         df = io.read_table(spark, features, fmt)
-        predictions = score_dataframe(spark, df, artifact, cfg.id_col, as_of, cfg.engine)
+        check_compatible(df, artifact, cfg.id_col, as_of)
+        source, rejected = split_scorable(df, cfg.id_col, as_of)
+        predictions = score_dataframe(spark, source, artifact, cfg.id_col, as_of, cfg.engine)
     with stage("score.count_input", log) as s:
-        source = df.where(F.col(AS_OF_DATE) == F.lit(as_of)) if as_of and AS_OF_DATE in df.columns else df
         s.rows = rows_in = source.count()
         dates = [as_of] if as_of else sorted(r[0] for r in source.select(AS_OF_DATE).distinct().collect())
+    partition = f"{AS_OF_DATE}={as_of or 'any'}"
+    rejected_to = f"{out.rstrip('/')}/{io.QUARANTINE_DIR}/features/{partition}"
+    n_rejected = rejected.select(REJECT_REASON).count()   # reads the id and date columns only
+    if n_rejected or io.path_exists(spark, rejected_to):   # an earlier run's rejects are replaced
+        n_rejected = io.write_quarantine(spark, rejected, out, "features", partition)
     if rows_in == 0:
-        raise InputError(f"no rows to score in {features}" + (f" for {AS_OF_DATE} {as_of}" if as_of else ""))
+        raise InputError(f"no rows to score in {features}" + (f" for {AS_OF_DATE} {as_of}" if as_of else "")
+                         + (f"; {n_rejected} rejected to {rejected_to}" if n_rejected else ""))
     previous = spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch")
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.batch_rows))
     try:
@@ -197,6 +240,7 @@ def score_table(
         "job": "score", "model_version": artifact.version, "model_dir": str(model_dir), "engine": cfg.engine,
         "spec_hash": hashlib.sha256(artifact.spec.to_json().encode()).hexdigest()[:16], "features": features, "as_of_dates": [d.isoformat() for d in dates],
         "rows_in": rows_in, "rows_out": rows_out, "batch_rows": cfg.batch_rows,
+        "rows_rejected": n_rejected, **({"rejected_to": rejected_to} if n_rejected else {}),
         "seconds": s.seconds, "rows_per_s": round(rows_in / max(s.seconds, 1e-9)),
         "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -35,3 +35,10 @@ def test_unknown_setting_is_named(tmp_path):
 def test_overrides_win_and_none_is_ignored():
     c = load_config(cfg_mod.FeaturesConfig, CONF_DIR / "features.yaml", {"horizon_days": 7, "lookback_days": None})
     assert c.horizon_days == 7 and c.lookback_days == 365
+
+
+def test_generated_window_must_end_within_the_calendar():
+    """Timestamps past year 9999 cannot be read back by Python or Arrow."""
+    assert cfg_mod.GenerateConfig(start="9999-10-01", days=90).days == 90
+    with pytest.raises(ConfigError, match="start \\+ days must end by 9999-12-31"):
+        cfg_mod.GenerateConfig(start="9999-12-01", days=60)

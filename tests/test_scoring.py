@@ -150,3 +150,44 @@ def test_table_without_as_of_needs_the_flag(spark, shop, trained_model):
         score_dataframe(spark, df, artifact)
     preds = score_dataframe(spark, df, artifact, as_of=dt.date(2024, 9, 1))
     assert {r[0] for r in preds.select(AS_OF_DATE).distinct().collect()} == {dt.date(2024, 9, 1)}
+
+
+def test_rows_without_id_or_date_are_quarantined_and_text_dates_are_read(spark, shop, trained_model, tmp_path):
+    """A CSV-style export: as_of_date as text, a few rows without an id or with a date that does not
+    parse. The others are scored; the rejects land in _rejected with their reason and count, and a
+    clean rerun replaces them."""
+    features = spark.read.parquet(str(shop["features"]))
+    n = features.count()
+    ids = [r[0] for r in features.select(CUSTOMER_ID).orderBy(CUSTOMER_ID).limit(5).collect()]
+    messy = (features
+             .withColumn(AS_OF_DATE, F.when(F.col(CUSTOMER_ID) == ids[0], F.lit("01/07/2024"))
+                         .otherwise(F.col(AS_OF_DATE).cast("string")))
+             .withColumn(CUSTOMER_ID, F.when(F.col(CUSTOMER_ID).isin(*ids[1:3]), F.lit(None))
+                         .when(F.col(CUSTOMER_ID) == ids[3], F.lit("  ")).otherwise(F.col(CUSTOMER_ID))))
+    path, out = tmp_path / "messy", tmp_path / "preds"
+    messy.write.parquet(str(path))
+    manifest = score_table(spark, str(path), str(trained_model["dir"]), str(out), ScoreConfig())
+    assert manifest["rows_in"] == manifest["rows_out"] == n - 4 and manifest["rows_rejected"] == 4
+    assert manifest["as_of_dates"] == ["2024-07-01"]
+    rejected = spark.read.parquet(manifest["rejected_to"])
+    reasons = {r[AS_OF_DATE]: r["reject_reason"] for r in rejected.collect() if r[CUSTOMER_ID] == ids[0]}
+    assert reasons == {"01/07/2024": "missing or unparseable as_of_date"}
+    assert rejected.where(F.col("reject_reason") == "missing customer_id").count() == 3
+    assert spark.read.parquet(str(out)).where(F.col(CUSTOMER_ID).isNull() | (F.trim(CUSTOMER_ID) == "")).count() == 0
+    manifest = score_table(spark, str(shop["features"]), str(trained_model["dir"]), str(out), ScoreConfig())
+    assert manifest["rows_rejected"] == 0 and spark.read.parquet(str(out / "_rejected" / "features")).count() == 0
+
+
+def test_broken_model_files_are_input_errors(spark, shop, trained_model, tmp_path):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(trained_model["dir"], model)
+    df = spark.read.parquet(str(shop["features"]))
+    (model / "model_purchase.keras").unlink()
+    with pytest.raises(InputError, match="keras engine needs model_purchase.keras"):
+        score_dataframe(spark, df, load_artifact(model), engine="keras")
+    weights = model / "weights_purchase.npz"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(InputError, match="weights_purchase.npz is not a valid weights file"):
+        load_artifact(model)

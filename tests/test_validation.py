@@ -95,3 +95,33 @@ def test_typed_input_is_validated_without_raw_text(spark):
     reasons = {r.order_id: (r[REJECT_REASON], r.ts) for r in rejected.collect()}
     assert reasons == {"o2": ("missing customer_id", "2024-01-02 10:00:00"),
                        "o3": ("missing ts; non-finite unit_price", None)}
+
+
+def test_fractional_counts_are_rejected_not_truncated(spark):
+    """A double quantity or age would cast to an integer by truncation (1.7 -> 1): it is rejected
+    with its own reason, while whole numbers stored as doubles pass."""
+    df = spark.createDataFrame([
+        ("c1", "o1", "2024-01-02 10:00:00", "books", 2.0, 9.5),
+        ("c1", "o2", "2024-01-02 10:00:00", "books", 1.7, 9.5),
+        ("c1", "o3", "2024-01-02 10:00:00", "books", -1.0, 9.5),
+    ], TRANSACTIONS.columns)
+    valid, rejected = split_valid(df, TRANSACTIONS)
+    assert sorted((r.order_id, r.quantity) for r in valid.collect()) == [("o1", 2), ("o3", -1)]
+    assert [(r.order_id, r.quantity, r[REJECT_REASON]) for r in rejected.collect()] == [
+        ("o2", "1.7", "non-integral quantity")]
+    customers = spark.createDataFrame([("c1", 34.0, "F", None, None), ("c2", 34.5, "M", None, None)],
+                                      "customer_id string, age double, gender string, location string, signup_date string")
+    valid, rejected = split_valid(customers, CUSTOMERS)
+    assert [(r.customer_id, r.age) for r in valid.collect()] == [("c1", 34)]
+    assert rejected.first()[REJECT_REASON] == "non-integral age"
+
+
+def test_found_columns_are_shown_printable(spark):
+    """Reading a binary file as CSV gives a 'header' of raw bytes: the message escapes them and
+    asks about the format."""
+    df = spark.createDataFrame([("x", 1)], ["PAR1\x15\x04\x15\x80\x01" + "z" * 100, "b"])
+    with pytest.raises(InputError) as e:
+        check_columns(df, TRANSACTIONS)
+    message = str(e.value)
+    assert message.isprintable() and "PAR1\\x15" in message and "(is --format right?)" in message
+    assert len(message) < 300
