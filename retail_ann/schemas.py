@@ -44,6 +44,7 @@ SCORED_AT = "scored_at"
 
 # --- quarantine ------------------------------------------------------------------------------
 REJECT_REASON = "reject_reason"
+CORRUPT_RECORD = "_corrupt_record"   # Spark's PERMISSIVE JSON/CSV reader puts a malformed line here
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,8 @@ def conform(df: DataFrame, schema: TableSchema) -> tuple[DataFrame, set[str]]:
     for those the raw text is kept as ``_raw_<col>`` so validation can tell a missing value from an
     unparseable one. A column that already has the schema's type (typed Parquet) cannot be
     unparseable and keeps no raw text: stringifying every timestamp of a large log is costly.
-    Optional columns absent from the input become nulls; extra columns are dropped.
+    Optional columns absent from the input become nulls; extra columns are dropped, except the
+    reader's ``_corrupt_record`` (the text of a malformed JSON/CSV line), kept for validation.
     """
     check_columns(df, schema)
     cols, with_raw = [], set()
@@ -156,6 +158,8 @@ def conform(df: DataFrame, schema: TableSchema) -> tuple[DataFrame, set[str]]:
             cols.append(F.col(field.name).try_cast(field.dataType).alias(field.name))
             cols.append(F.col(field.name).cast(T.StringType()).alias(_raw(field.name)))
             with_raw.add(field.name)
+    if CORRUPT_RECORD in df.columns:
+        cols.append(F.col(CORRUPT_RECORD))
     return df.select(*cols), with_raw
 
 
@@ -221,8 +225,11 @@ def split_valid(
     """
     conformed, with_raw = conform(df, schema)
     reason = F.concat_ws("; ", *_reasons(schema, limits, with_raw))
+    raw_cols = [F.col(_raw(c) if c in with_raw else c).cast(T.StringType()).alias(c) for c in schema.columns]
+    if CORRUPT_RECORD in conformed.columns:   # a malformed line: its fields are null, its text is here
+        reason = F.when(F.col(CORRUPT_RECORD).isNotNull(), F.lit("malformed record")).otherwise(reason)
+        raw_cols.append(F.col(CORRUPT_RECORD))
     tagged = conformed.withColumn(REJECT_REASON, reason)
     valid = tagged.where(F.col(REJECT_REASON) == "").select(*schema.columns)
-    raw_cols = [F.col(_raw(c) if c in with_raw else c).cast(T.StringType()).alias(c) for c in schema.columns]
     rejected = tagged.where(F.col(REJECT_REASON) != "").select(*raw_cols, REJECT_REASON)
     return valid, rejected

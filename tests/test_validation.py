@@ -125,3 +125,19 @@ def test_found_columns_are_shown_printable(spark):
     message = str(e.value)
     assert message.isprintable() and "PAR1\\x15" in message and "(is --format right?)" in message
     assert len(message) < 300
+
+
+def test_malformed_json_line_is_quarantined_with_its_text(spark, tmp_path):
+    from retail_ann.io import read_table
+    from retail_ann.schemas import CORRUPT_RECORD
+
+    broken = '{"customer_id": "c2", "order_id": "o2", "ts": "2024-01-02 10:00:00", "quantity": 1, "unit_'
+    path = tmp_path / "tx.json"
+    path.write_text("\n".join([
+        '{"customer_id": "c1", "order_id": "o1", "ts": "2024-01-02 10:00:00", "quantity": 1, "unit_price": 2.5}',
+        broken,
+        '{"customer_id": "c3", "order_id": "o3", "ts": "2024-01-02 11:00:00", "quantity": 2, "unit_price": 1.0}',
+    ]) + "\n")
+    valid, rejected = split_valid(read_table(spark, str(path)), TRANSACTIONS)
+    assert sorted(r.order_id for r in valid.collect()) == ["o1", "o3"]
+    assert [(r[CORRUPT_RECORD], r[REJECT_REASON]) for r in rejected.collect()] == [(broken, "malformed record")]
