@@ -126,7 +126,9 @@ def train_frame(pdf: pd.DataFrame, out_dir: str, cfg: TrainConfig, data_info: di
     label_cols = [c for c in (purchase_label, spend_label) if c]
     pdf, _, _ = _drop_rows(pdf, None, None, pdf[label_cols].notna().all(axis=1).to_numpy(), "missing label", dropped)
     if cfg.id_col in pdf.columns:   # an id names the group of rows kept on one side of the split
-        pdf, _, _ = _drop_rows(pdf, None, None, pdf[cfg.id_col].notna().to_numpy(), f"missing {cfg.id_col}", dropped)
+        ids = pdf[cfg.id_col]
+        known = (ids.notna() & (ids.astype(str).str.strip() != "")).to_numpy()
+        pdf, _, _ = _drop_rows(pdf, None, None, known, f"missing {cfg.id_col}", dropped)
     if len(pdf) == 0:
         raise InputError(f"no rows left to train on ({', '.join(f'{n} with {r}' for r, n in dropped.items())})")
     y, s = _labels(pdf, purchase_label, spend_label)
