@@ -13,6 +13,13 @@ def configure_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level.upper(), format=LOG_FORMAT, datefmt="%H:%M:%S", force=True)
     for noisy in ("py4j", "matplotlib", "PIL", "absl", "tensorflow", "h5py"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # pyspark logs every analysis error it raises, with the whole stack as JSON on stderr, even when
+    # the caller handles it (the CLI turns it into one line); only --log-level DEBUG keeps that.
+    from pyspark.logger import PySparkLogger   # its own logger class: a plain one would break its calls
+
+    for context_logger in ("DataFrameQueryContextLogger", "SQLQueryContextLogger"):
+        PySparkLogger.getLogger(context_logger).setLevel(
+            logging.DEBUG if level.upper() == "DEBUG" else logging.CRITICAL)
 
 
 class Stage:

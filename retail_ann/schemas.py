@@ -155,7 +155,11 @@ def conform(df: DataFrame, schema: TableSchema) -> tuple[DataFrame, set[str]]:
         elif df.schema[field.name].dataType == field.dataType:
             cols.append(F.col(field.name))
         else:
-            cols.append(F.col(field.name).try_cast(field.dataType).alias(field.name))
+            source = F.col(field.name)
+            if isinstance(field.dataType, (T.DateType, T.TimestampType)) and not isinstance(
+                    df.schema[field.name].dataType, (T.StringType, T.DateType, T.TimestampType, T.TimestampNTZType)):
+                source = source.cast(T.StringType())   # Spark cannot cast a number to a date: parse its text
+            cols.append(source.try_cast(field.dataType).alias(field.name))
             cols.append(F.col(field.name).cast(T.StringType()).alias(_raw(field.name)))
             with_raw.add(field.name)
     if CORRUPT_RECORD in df.columns:

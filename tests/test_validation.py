@@ -141,3 +141,27 @@ def test_malformed_json_line_is_quarantined_with_its_text(spark, tmp_path):
     valid, rejected = split_valid(read_table(spark, str(path)), TRANSACTIONS)
     assert sorted(r.order_id for r in valid.collect()) == ["o1", "o3"]
     assert [(r[CORRUPT_RECORD], r[REJECT_REASON]) for r in rejected.collect()] == [(broken, "malformed record")]
+
+
+def test_numbers_where_dates_belong_are_rejected_as_rows(spark):
+    """Spark cannot cast a number to a date (the job would fail); the number's text is parsed
+    instead, so 20230101 is an unparseable signup_date on its row."""
+    customers = spark.createDataFrame([("c1", 34, None, None, 20230101)],
+                                      "customer_id string, age int, gender string, location string, signup_date int")
+    valid, rejected = split_valid(customers, CUSTOMERS)
+    assert valid.count() == 0
+    assert [(r.signup_date, r[REJECT_REASON]) for r in rejected.collect()] == [("20230101", "unparseable signup_date")]
+
+
+def test_handled_spark_errors_leave_no_stack_on_stderr(spark, capfd):
+    """pyspark logs each analysis error it raises with its stack as JSON; the CLI reports it in one
+    line, so outside --log-level DEBUG that log stays quiet."""
+    from pyspark.errors import AnalysisException
+    from pyspark.sql import functions as F
+
+    from retail_ann.logs import configure_logging
+
+    configure_logging("INFO")
+    with pytest.raises(AnalysisException):
+        spark.range(1).select(F.col("no_such_column")).collect()
+    assert "QueryContextLogger" not in capfd.readouterr().err
