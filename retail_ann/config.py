@@ -64,6 +64,7 @@ class ScoreConfig:
     batch_rows: int = 10_000       # rows per Arrow batch handed to the model
     output_format: str = "parquet"  # parquet or delta
     id_col: str = "customer_id"
+    unique_ids: bool = True        # refuse a table with two rows for one id and date (a shuffle of the keys)
 
     def __post_init__(self) -> None:
         _require(self.engine in ("numpy", "keras"), "engine must be numpy or keras")

@@ -97,6 +97,29 @@ def split_scorable(df: DataFrame, id_col: str, as_of: dt.date | None) -> tuple[D
     return valid, rejected.select(*columns, REJECT_REASON)
 
 
+def count_by_date(df: DataFrame, id_col: str, as_of: dt.date | None,
+                  unique_ids: bool = True) -> tuple[int, list[dt.date]]:
+    """(rows, their as-of dates) of scorable rows, in one pass over the key columns. With
+    ``unique_ids``, two rows for one id and date (two predictions for one key) are an
+    ``InputError``, raised before any write; checking it costs a shuffle of the keys."""
+    with_dates = AS_OF_DATE in df.columns
+    if not unique_ids:
+        if not with_dates:
+            return df.count(), [as_of]
+        by_date = df.groupBy(AS_OF_DATE).count().collect()
+        return sum(r["count"] for r in by_date), sorted(r[AS_OF_DATE] for r in by_date)
+    per_key = df.groupBy(id_col, *([AS_OF_DATE] if with_dates else [])).count()
+    by_date = (per_key.groupBy(AS_OF_DATE if with_dates else F.lit(as_of).alias(AS_OF_DATE))
+               .agg(F.sum("count").alias("rows"), F.sum(F.when(F.col("count") > 1, 1)).alias("keys_repeated"))
+               .collect())
+    repeated = sum(r["keys_repeated"] or 0 for r in by_date)
+    if repeated:
+        examples = [str(r[id_col]) for r in per_key.where(F.col("count") > 1).limit(3).collect()]
+        raise InputError(f"{repeated} {id_col} value(s) occur more than once for one {AS_OF_DATE} "
+                         f"(e.g. {', '.join(examples)}): one prediction per key needs one row; deduplicate the table")
+    return sum(r["rows"] for r in by_date), sorted(r[AS_OF_DATE] for r in by_date)
+
+
 def _keras_network(artifact: Artifact, name: str):
     """The saved Keras model ``name``, loaded once per Python worker."""
     key = (artifact.path, artifact.version, name)
@@ -214,8 +237,8 @@ def score_table(
         source, rejected = split_scorable(df, cfg.id_col, as_of)
         predictions = score_dataframe(spark, source, artifact, cfg.id_col, as_of, cfg.engine)
     with stage("score.count_input", log) as s:
-        s.rows = rows_in = source.count()
-        dates = [as_of] if as_of else sorted(r[0] for r in source.select(AS_OF_DATE).distinct().collect())
+        rows_in, dates = count_by_date(source, cfg.id_col, as_of, cfg.unique_ids)
+        s.rows = rows_in
     partition = f"{AS_OF_DATE}={as_of or 'any'}"
     rejected_to = f"{out.rstrip('/')}/{io.QUARANTINE_DIR}/features/{partition}"
     n_rejected = rejected.select(REJECT_REASON).count()   # reads the id and date columns only

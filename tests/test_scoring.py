@@ -191,3 +191,21 @@ def test_broken_model_files_are_input_errors(spark, shop, trained_model, tmp_pat
     weights.write_bytes(weights.read_bytes()[:100])
     with pytest.raises(InputError, match="weights_purchase.npz is not a valid weights file"):
         load_artifact(model)
+
+
+def test_repeated_keys_stop_the_job_before_writing(spark, shop, trained_model, tmp_path):
+    features = spark.read.parquet(str(shop["features"]))
+    twice = features.unionByName(features.limit(2))
+    path, out = tmp_path / "twice", tmp_path / "preds"
+    twice.write.parquet(str(path))
+    with pytest.raises(InputError, match="2 customer_id value\\(s\\) occur more than once for one as_of_date"):
+        score_table(spark, str(path), str(trained_model["dir"]), str(out), ScoreConfig())
+    assert not out.exists()
+    trusted = score_table(spark, str(path), str(trained_model["dir"]), str(tmp_path / "trusted"),
+                          ScoreConfig(unique_ids=False))
+    assert trusted["rows_in"] == trusted["rows_out"] == features.count() + 2
+    other_date = features.limit(2).withColumn(AS_OF_DATE, F.lit(dt.date(2024, 8, 1)))
+    features.unionByName(other_date).write.parquet(str(tmp_path / "two_dates"))
+    manifest = score_table(spark, str(tmp_path / "two_dates"), str(trained_model["dir"]), str(out), ScoreConfig())
+    assert manifest["rows_in"] == features.count() + 2
+    assert manifest["as_of_dates"] == ["2024-07-01", "2024-08-01"]
