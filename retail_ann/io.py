@@ -149,13 +149,18 @@ def write_success(spark: SparkSession, directory: str) -> None:
     write_text(spark, f"{str(directory).rstrip('/')}/{SUCCESS_FILE}", "")
 
 
+def quarantine_path(out: str, table: str, partition: str) -> str:
+    """Where ``write_quarantine`` puts the rejected rows of ``table`` for ``partition``."""
+    return f"{str(out).rstrip('/')}/{QUARANTINE_DIR}/{table}/{partition}"
+
+
 def write_quarantine(spark: SparkSession, rejected: DataFrame, out: str, table: str, partition: str) -> int:
     """Write rejected rows to ``<out>/_rejected/<table>/<partition>`` and return how many there were.
 
     The directory starts with ``_`` so readers of ``out`` never see it as data. The count is read back
     from the written files (cheap Parquet metadata) instead of computing the rejects twice.
     """
-    target = f"{str(out).rstrip('/')}/{QUARANTINE_DIR}/{table}/{partition}"
+    target = quarantine_path(out, table, partition)
     rejected.write.mode("overwrite").parquet(target)
     count = spark.read.parquet(target).count()
     if count:

@@ -57,7 +57,7 @@ def load_validated(
     if valid.limit(1).count() == 0:
         detail = ""
         if n_rejected:
-            reasons = (spark.read.parquet(f"{out.rstrip('/')}/{io.QUARANTINE_DIR}/{schema.name}/{partition}")
+            reasons = (spark.read.parquet(io.quarantine_path(out, schema.name, partition))
                        .groupBy(REJECT_REASON).count().orderBy(F.desc("count")).limit(3).collect())
             detail = f"; all {n_rejected} row(s) rejected, most often: " + ", ".join(
                 f"{r[REJECT_REASON]} ({r['count']})" for r in reasons)

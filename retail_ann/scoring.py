@@ -240,7 +240,7 @@ def score_table(
         rows_in, dates = count_by_date(source, cfg.id_col, as_of, cfg.unique_ids)
         s.rows = rows_in
     partition = f"{AS_OF_DATE}={as_of or 'any'}"
-    rejected_to = f"{out.rstrip('/')}/{io.QUARANTINE_DIR}/features/{partition}"
+    rejected_to = io.quarantine_path(out, "features", partition)
     n_rejected = rejected.select(REJECT_REASON).count()   # reads the id and date columns only
     if n_rejected or io.path_exists(spark, rejected_to):   # an earlier run's rejects are replaced
         n_rejected = io.write_quarantine(spark, rejected, out, "features", partition)
