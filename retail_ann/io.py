@@ -13,9 +13,12 @@ import os
 from pathlib import Path
 from urllib.parse import urlparse
 
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import types as T
 
 from retail_ann.errors import InputError
+from retail_ann.schemas import CORRUPT_RECORD
 
 log = logging.getLogger(__name__)
 
@@ -89,21 +92,45 @@ def infer_format(path: str, fmt: str | None = None) -> str:
 
 
 def read_table(spark: SparkSession, path: str, fmt: str | None = None) -> DataFrame:
-    """Read a table; a missing path is an ``InputError``. CSV columns arrive as strings (the schema
-    cast in ``schemas.conform`` decides what parses)."""
+    """Read a table; a missing path, a directory without data files or a Parquet type Spark cannot
+    read is an ``InputError``.
+
+    CSV columns arrive as strings (the schema cast in ``schemas.conform`` decides what parses), with
+    ``_corrupt_record`` holding the text of a line whose field count differs from the header's (its
+    fields cannot be trusted to line up; validation rejects it as a malformed record). Spark only
+    checks the count when it parses every column, hence ``spark.sql.csv.parser.columnPruning.enabled``
+    false among the session's required settings.
+    """
     if not path_exists(spark, path):
         raise InputError(f"input not found: {path}")
     fmt = infer_format(path, fmt)
-    reader = spark.read
-    if fmt == "csv":
-        sep = "\t" if str(path).lower().removesuffix(".gz").endswith(".tsv") else ","
-        df = reader.option("header", True).option("sep", sep).option("mode", "PERMISSIVE").csv(path)
-    elif fmt == "json":
-        df = reader.option("mode", "PERMISSIVE").json(path)
-    else:
-        df = reader.format(fmt).load(path)
+    try:
+        if fmt == "csv":
+            sep = "\t" if str(path).lower().removesuffix(".gz").endswith(".tsv") else ","
+            reader = spark.read.option("header", True).option("sep", sep).option("mode", "PERMISSIVE")
+            header = reader.csv(path).columns
+            df = reader.schema(T.StructType([T.StructField(c, T.StringType()) for c in header]
+                                            + [T.StructField(CORRUPT_RECORD, T.StringType())])).csv(path)
+        elif fmt == "json":
+            df = spark.read.option("mode", "PERMISSIVE").json(path)
+        else:
+            df = spark.read.format(fmt).load(path)
+    except AnalysisException as e:
+        raise InputError(_unreadable(path, fmt, e)) from None
     log.info("read %s (%s): %d columns", path, fmt, len(df.columns))
     return df
+
+
+def _unreadable(path: str, fmt: str, e: AnalysisException) -> str:
+    """A clear message for the read errors bad inputs cause; any other error is raised as it is."""
+    condition = e.getCondition()
+    if condition == "UNABLE_TO_INFER_SCHEMA":
+        return f"no {fmt} data under {path} (an empty directory, or only hidden _/. files?)"
+    if condition == "PARQUET_TYPE_ILLEGAL" and "NANOS" in str(e):
+        return (f"{path} holds nanosecond timestamps (Parquet TIMESTAMP(NANOS)), which Spark cannot read; "
+                "write microseconds instead, e.g. pandas to_parquet(..., coerce_timestamps='us', "
+                "allow_truncated_timestamps=True)")
+    raise e
 
 
 def write_partitioned(df: DataFrame, out: str, partition_col: str, fmt: str = "parquet") -> None:

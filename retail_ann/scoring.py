@@ -32,7 +32,8 @@ from retail_ann.errors import InputError
 from retail_ann.logs import stage
 from retail_ann.preprocessing import column_types_of
 from retail_ann.schemas import (
-    AS_OF_DATE, MODEL_VERSION, PREDICTED_SPEND, PURCHASE_PROBABILITY, REJECT_REASON, SCORED_AT, WILL_PURCHASE,
+    AS_OF_DATE, CORRUPT_RECORD, MODEL_VERSION, PREDICTED_SPEND, PURCHASE_PROBABILITY, REJECT_REASON, SCORED_AT,
+    WILL_PURCHASE,
 )
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,8 @@ def with_date_as_of(df: DataFrame) -> DataFrame:
 
 def split_scorable(df: DataFrame, id_col: str, as_of: dt.date | None) -> tuple[DataFrame, DataFrame]:
     """(rows to score, rejected rows with ``reject_reason``) of the rows for ``as_of`` (all rows
-    when None). A row needs an id, and without ``as_of`` an ``as_of_date`` that is a date."""
+    when None). A row needs an id, without ``as_of`` an ``as_of_date`` that is a date, and it must
+    not be a malformed line (``_corrupt_record`` from a CSV or JSON reader)."""
     raw_as_of = "__raw_as_of_date"
     if AS_OF_DATE in df.columns:
         df = with_date_as_of(df.withColumn(raw_as_of, F.col(AS_OF_DATE).cast(T.StringType())))
@@ -88,9 +90,11 @@ def split_scorable(df: DataFrame, id_col: str, as_of: dt.date | None) -> tuple[D
     rules = [F.when(missing_id, F.lit(f"missing {id_col}"))]
     if as_of is None:
         rules.append(F.when(F.col(AS_OF_DATE).isNull(), F.lit(f"missing or unparseable {AS_OF_DATE}")))
+    if CORRUPT_RECORD in df.columns:   # a CSV or JSON line the reader could not split into fields
+        rules.insert(0, F.when(F.col(CORRUPT_RECORD).isNotNull(), F.lit("malformed record")))
     tagged = df.withColumn(REJECT_REASON, F.concat_ws("; ", *rules))
     columns = [c for c in df.columns if c != raw_as_of]
-    valid = tagged.where(F.col(REJECT_REASON) == "").select(*columns)
+    valid = tagged.where(F.col(REJECT_REASON) == "").select(*[c for c in columns if c != CORRUPT_RECORD])
     rejected = tagged.where(F.col(REJECT_REASON) != "")
     if AS_OF_DATE in df.columns:   # the rejected rows keep the text they came with
         rejected = rejected.withColumn(AS_OF_DATE, F.col(raw_as_of))

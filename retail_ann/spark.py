@@ -3,7 +3,7 @@
 Under ``spark-submit`` the master and defaults come from the submit command (``--master``,
 ``--properties-file``); run directly (``retail-ann ...`` or tests) the factory applies
 ``conf/spark-defaults.conf`` itself. Either way the settings the pipeline's correctness depends on
-(UTC session time zone, dynamic partition overwrite) are forced.
+(UTC session time zone, dynamic partition overwrite, CSV field counts checked) are forced.
 """
 from __future__ import annotations
 
@@ -19,10 +19,13 @@ log = logging.getLogger(__name__)
 
 SPARK_DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "conf" / "spark-defaults.conf"
 
-# Settings the pipeline is wrong without: dates are cut in UTC, and a rerun replaces only its partition.
+# Settings the pipeline is wrong without: dates are cut in UTC, a rerun replaces only its partition,
+# and a CSV line with more or fewer fields than the header is flagged (Spark checks the field count
+# only when it parses every column; with pruning, extra fields vanish silently).
 REQUIRED_CONF = {
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.sources.partitionOverwriteMode": "dynamic",
+    "spark.sql.csv.parser.columnPruning.enabled": "false",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
 }
 

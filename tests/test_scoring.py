@@ -178,6 +178,23 @@ def test_rows_without_id_or_date_are_quarantined_and_text_dates_are_read(spark, 
     assert manifest["rows_rejected"] == 0 and spark.read.parquet(str(out / "_rejected" / "features")).count() == 0
 
 
+def test_malformed_csv_lines_are_rejected_not_scored(spark, tmp_path):
+    """A feature table exported as CSV, with a line that has one field too many: it is rejected with
+    its text, and the reader's _corrupt_record column never reaches the scorer."""
+    from retail_ann.io import read_table
+    from retail_ann.schemas import CORRUPT_RECORD
+    from retail_ann.scoring import split_scorable
+
+    bad = "c2,2024-07-01,3,7"
+    path = tmp_path / "features.csv"
+    path.write_text("\n".join([f"{CUSTOMER_ID},{AS_OF_DATE},visits", "c1,2024-07-01,2", bad, "c3,2024-07-01,5"]) + "\n")
+    valid, rejected = split_scorable(read_table(spark, str(path)), CUSTOMER_ID, None)
+    assert valid.columns == [CUSTOMER_ID, AS_OF_DATE, "visits"]
+    assert sorted(r[CUSTOMER_ID] for r in valid.collect()) == ["c1", "c3"]
+    assert [(r[CUSTOMER_ID], r[CORRUPT_RECORD], r["reject_reason"]) for r in rejected.collect()] == [
+        ("c2", bad, "malformed record")]
+
+
 def test_broken_model_files_are_input_errors(spark, shop, trained_model, tmp_path):
     import shutil
 

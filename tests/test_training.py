@@ -13,7 +13,7 @@ import pytest
 from retail_ann.config import TrainConfig
 from retail_ann.errors import InputError
 from retail_ann.model import export_weights, forward
-from retail_ann.schemas import AS_OF_DATE, CUSTOMER_ID, FUTURE_SPEND, WILL_PURCHASE
+from retail_ann.schemas import AS_OF_DATE, CORRUPT_RECORD, CUSTOMER_ID, FUTURE_SPEND, WILL_PURCHASE
 from retail_ann.artifact import load_artifact, predictions
 from retail_ann.training import train_frame, train_table
 
@@ -293,18 +293,21 @@ def test_unusable_rows_are_left_out_counted_and_reported(tmp_path):
     """Rows without a label or an id are dropped with their count in metrics.json and the model
     card; a feature column with values beyond float32's range still trains to finite outputs."""
     df = feature_table(600)
-    no_label, no_id = df.index % 9 == 0, df.index % 50 == 1
+    malformed, no_label, no_id = df.index % 97 == 5, df.index % 9 == 0, df.index % 50 == 1
+    df[CORRUPT_RECORD] = np.where(malformed, "c5,1,2,,surplus", None)   # as a CSV or JSON reader leaves it
     df.loc[no_label, WILL_PURCHASE] = None
     df.loc[no_id, CUSTOMER_ID] = np.where(df.index[no_id] % 100 == 1, None, " ")   # null or blank
     df["spend_past"] = df["spend_past"] * 1e300
     out = tmp_path / "m"
     r = train_frame(df, str(out), TrainConfig(**FAST, report=False))
-    dropped = {"missing label": int(no_label.sum()), "missing customer_id": int((no_id & ~no_label).sum())}
+    dropped = {"malformed record": int(malformed.sum()), "missing label": int((no_label & ~malformed).sum()),
+               "missing customer_id": int((no_id & ~no_label & ~malformed).sum())}
     assert r["data"]["rows_dropped"] == dropped and min(dropped.values()) > 0
     assert r["data"]["rows_used"] == 600 - sum(dropped.values())
+    assert CORRUPT_RECORD not in json.dumps(load_artifact(str(out)).spec.to_dict())   # never a feature
     card = (out / "model_card.md").read_text()
-    assert ("{missing label} left out with missing label, {missing customer_id} left out with missing customer_id"
-            .format_map(dropped) in card)
+    assert ("{malformed record} left out with malformed record, {missing label} left out with missing label, "
+            "{missing customer_id} left out with missing customer_id".format_map(dropped) in card)
     assert np.isfinite(r["purchase"]["ann"]["roc_auc"]) and np.isfinite(r["spend"]["ann"]["r2"])
     art = load_artifact(str(out))
     assert np.isfinite(art.spec.transform(df)).all()

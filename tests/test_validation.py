@@ -143,6 +143,47 @@ def test_malformed_json_line_is_quarantined_with_its_text(spark, tmp_path):
     assert [(r[CORRUPT_RECORD], r[REJECT_REASON]) for r in rejected.collect()] == [(broken, "malformed record")]
 
 
+def test_csv_lines_with_the_wrong_field_count_are_quarantined_with_their_text(spark, tmp_path):
+    """Spark would drop a line's extra fields (or null its missing ones) and go on: such a line's
+    fields cannot be trusted to line up with the header, so it is rejected as malformed. The input
+    has a column outside the schema, which is what lets Spark prune (and skip the count) unless told not to."""
+    from retail_ann.io import read_table
+    from retail_ann.schemas import CORRUPT_RECORD
+
+    long_line = "c2,o2,2024-01-02 10:00:00,books,1,2.5,x,surplus"
+    short_line = "c3,o3,2024-01-02 10:00:00,books,1"
+    path = tmp_path / "tx.csv"
+    path.write_text("\n".join([
+        "customer_id,order_id,ts,product_category,quantity,unit_price,note",
+        "c1,o1,2024-01-02 10:00:00,books,1,2.5,x",
+        long_line,
+        short_line,
+        'c4,o4,2024-01-02 10:00:00,"books, used",2,1.0,"a, b"',
+    ]) + "\n")
+    valid, rejected = split_valid(read_table(spark, str(path)), TRANSACTIONS)
+    assert sorted((r.order_id, r.product_category) for r in valid.collect()) == [("o1", "books"), ("o4", "books, used")]
+    assert sorted((r[CORRUPT_RECORD], r[REJECT_REASON]) for r in rejected.collect()) == [
+        (long_line, "malformed record"), (short_line, "malformed record")]
+
+
+def test_unreadable_inputs_are_input_errors(spark, tmp_path):
+    """An empty directory and Parquet with nanosecond timestamps (pandas' default unit) fail in
+    Spark's schema inference; each gets a message that says what is wrong."""
+    import pandas as pd
+
+    from retail_ann.io import read_table
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for fmt in ("parquet", "csv"):
+        with pytest.raises(InputError, match=f"no {fmt} data under"):
+            read_table(spark, str(empty), fmt)
+    nanos = tmp_path / "tx.parquet"
+    pd.DataFrame({"customer_id": ["c1"], "ts": pd.to_datetime(["2024-01-02 10:00:00.123456789"])}).to_parquet(nanos)
+    with pytest.raises(InputError, match="nanosecond timestamps.*coerce_timestamps='us'"):
+        read_table(spark, str(nanos))
+
+
 def test_numbers_where_dates_belong_are_rejected_as_rows(spark):
     """Spark cannot cast a number to a date (the job would fail); the number's text is parsed
     instead, so 20230101 is an unparseable signup_date on its row."""
