@@ -532,9 +532,9 @@ def _fit(keras, name: str, model, rows: TrainingRows, target: np.ndarray, cfg: T
     else:   # member m sees every row; weight 0 hides its own fold, which is its validation set
         n, val = len(target), rows.validation
         base = np.ones(n, np.float32) if sample_weight is None else sample_weight.astype(np.float32)
-        weights, val_weights = [], []
+        weights, val_weights, folds = [], [], rows.folds
         for m in range(k):
-            own = rows.fold == m % rows.groups
+            own = folds[m % rows.groups][1]
             # scaled so each member's loss is the mean over its own rows, as with a shared fold
             weights.append(np.where(own, 0.0, base).astype(np.float32) * np.float32(n / (~own).sum()))
             val_weights.append(own[val].astype(np.float32) * np.float32(val.sum() / own.sum()))
@@ -557,11 +557,10 @@ def _validation_predictions(model, rows: TrainingRows) -> np.ndarray:
     from retail_ann.model import member_weights
 
     k = len(model.outputs)
-    folds = rows.fold[rows.validation]
-    out = np.empty(len(folds), np.float32)
-    for g in range(rows.groups):
+    out = np.empty(int(rows.validation.sum()), np.float32)
+    for g, (_, held) in enumerate(rows.folds):
         members = [m for m in range(k) if m % rows.groups == g]
-        out[folds == g] = forward(member_weights(model, members), rows.x[rows.fold == g])
+        out[held[rows.validation]] = forward(member_weights(model, members), rows.x[held])
     return out
 
 
