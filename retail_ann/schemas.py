@@ -45,6 +45,7 @@ SCORED_AT = "scored_at"
 # --- quarantine ------------------------------------------------------------------------------
 REJECT_REASON = "reject_reason"
 CORRUPT_RECORD = "_corrupt_record"   # Spark's PERMISSIVE JSON/CSV reader puts a malformed line here
+MALFORMED_RECORD = "malformed record"   # the reason given to such a line (features, train, score)
 
 
 @dataclass(frozen=True)
@@ -231,7 +232,7 @@ def split_valid(
     reason = F.concat_ws("; ", *_reasons(schema, limits, with_raw))
     raw_cols = [F.col(_raw(c) if c in with_raw else c).cast(T.StringType()).alias(c) for c in schema.columns]
     if CORRUPT_RECORD in conformed.columns:   # a malformed line: its fields are null, its text is here
-        reason = F.when(F.col(CORRUPT_RECORD).isNotNull(), F.lit("malformed record")).otherwise(reason)
+        reason = F.when(F.col(CORRUPT_RECORD).isNotNull(), F.lit(MALFORMED_RECORD)).otherwise(reason)
         raw_cols.append(F.col(CORRUPT_RECORD))
     tagged = conformed.withColumn(REJECT_REASON, reason)
     valid = tagged.where(F.col(REJECT_REASON) == "").select(*schema.columns)

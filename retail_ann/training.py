@@ -50,7 +50,9 @@ from retail_ann.artifact import (
 )
 from retail_ann.model import forward, save_weights_npz
 from retail_ann.preprocessing import FeatureSpec
-from retail_ann.schemas import AS_OF_DATE, CORRUPT_RECORD, CUSTOMER_ID, FUTURE_SPEND, LABELS, PREDICTED_SPEND, WILL_PURCHASE
+from retail_ann.schemas import (
+    AS_OF_DATE, CORRUPT_RECORD, CUSTOMER_ID, FUTURE_SPEND, LABELS, MALFORMED_RECORD, PREDICTED_SPEND, WILL_PURCHASE,
+)
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +126,7 @@ def train_frame(pdf: pd.DataFrame, out_dir: str, cfg: TrainConfig, data_info: di
     tasks, purchase_label, spend_label = resolve_task(list(pdf.columns), cfg)
     dropped: dict[str, int] = {}
     if CORRUPT_RECORD in pdf.columns:   # a CSV or JSON line the reader could not split into fields
-        pdf, _, _ = _drop_rows(pdf, None, None, pdf[CORRUPT_RECORD].isna().to_numpy(), "malformed record", dropped)
+        pdf, _, _ = _drop_rows(pdf, None, None, pdf[CORRUPT_RECORD].isna().to_numpy(), MALFORMED_RECORD, dropped)
         pdf = pdf.drop(columns=[CORRUPT_RECORD])
     label_cols = [c for c in (purchase_label, spend_label) if c]
     pdf, _, _ = _drop_rows(pdf, None, None, pdf[label_cols].notna().all(axis=1).to_numpy(), "missing label", dropped)
