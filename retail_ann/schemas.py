@@ -221,6 +221,16 @@ def _reasons(schema: TableSchema, limits: ValidationLimits, with_raw: set[str]) 
     return [F.when(cond, F.lit(reason)) for cond, reason in rules]
 
 
+def with_reject_reason(df: DataFrame, rules: list[Column]) -> DataFrame:
+    """``df`` with ``reject_reason``: the ``rules`` that fire (each a reason string or null), joined
+    by "; ", and "" for a good row. A malformed line (the reader's ``_corrupt_record`` is set) gets
+    ``MALFORMED_RECORD`` alone: its fields are null or misaligned, so the other rules say nothing."""
+    reason = F.concat_ws("; ", *rules)
+    if CORRUPT_RECORD in df.columns:
+        reason = F.when(F.col(CORRUPT_RECORD).isNotNull(), F.lit(MALFORMED_RECORD)).otherwise(reason)
+    return df.withColumn(REJECT_REASON, reason)
+
+
 def split_valid(
     df: DataFrame, schema: TableSchema, limits: ValidationLimits = ValidationLimits()
 ) -> tuple[DataFrame, DataFrame]:
@@ -229,12 +239,10 @@ def split_valid(
     Rejected rows keep the raw text of every schema column so they can be inspected and replayed.
     """
     conformed, with_raw = conform(df, schema)
-    reason = F.concat_ws("; ", *_reasons(schema, limits, with_raw))
     raw_cols = [F.col(_raw(c) if c in with_raw else c).cast(T.StringType()).alias(c) for c in schema.columns]
-    if CORRUPT_RECORD in conformed.columns:   # a malformed line: its fields are null, its text is here
-        reason = F.when(F.col(CORRUPT_RECORD).isNotNull(), F.lit(MALFORMED_RECORD)).otherwise(reason)
+    if CORRUPT_RECORD in conformed.columns:
         raw_cols.append(F.col(CORRUPT_RECORD))
-    tagged = conformed.withColumn(REJECT_REASON, reason)
+    tagged = with_reject_reason(conformed, _reasons(schema, limits, with_raw))
     valid = tagged.where(F.col(REJECT_REASON) == "").select(*schema.columns)
     rejected = tagged.where(F.col(REJECT_REASON) != "").select(*raw_cols, REJECT_REASON)
     return valid, rejected

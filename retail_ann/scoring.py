@@ -32,8 +32,8 @@ from retail_ann.errors import InputError
 from retail_ann.logs import stage
 from retail_ann.preprocessing import column_types_of
 from retail_ann.schemas import (
-    AS_OF_DATE, CORRUPT_RECORD, MALFORMED_RECORD, MODEL_VERSION, PREDICTED_SPEND, PURCHASE_PROBABILITY,
-    REJECT_REASON, SCORED_AT, WILL_PURCHASE,
+    AS_OF_DATE, CORRUPT_RECORD, MODEL_VERSION, PREDICTED_SPEND, PURCHASE_PROBABILITY, REJECT_REASON, SCORED_AT,
+    WILL_PURCHASE, with_reject_reason,
 )
 
 log = logging.getLogger(__name__)
@@ -90,9 +90,7 @@ def split_scorable(df: DataFrame, id_col: str, as_of: dt.date | None) -> tuple[D
     rules = [F.when(missing_id, F.lit(f"missing {id_col}"))]
     if as_of is None:
         rules.append(F.when(F.col(AS_OF_DATE).isNull(), F.lit(f"missing or unparseable {AS_OF_DATE}")))
-    if CORRUPT_RECORD in df.columns:   # a CSV or JSON line the reader could not split into fields
-        rules.insert(0, F.when(F.col(CORRUPT_RECORD).isNotNull(), F.lit(MALFORMED_RECORD)))
-    tagged = df.withColumn(REJECT_REASON, F.concat_ws("; ", *rules))
+    tagged = with_reject_reason(df, rules)
     columns = [c for c in df.columns if c != raw_as_of]
     valid = tagged.where(F.col(REJECT_REASON) == "").select(*[c for c in columns if c != CORRUPT_RECORD])
     rejected = tagged.where(F.col(REJECT_REASON) != "")
