@@ -177,7 +177,8 @@ def _finite(c: Column) -> Column:
     return c.isNotNull() & ~_not_finite(c)
 
 
-def _blank(c: Column, text: bool) -> Column:
+def is_blank(c: Column, text: bool = True) -> Column:
+    """Null, or (for text) empty after trimming."""
     return (c.isNull() | (F.trim(c) == "")) if text else c.isNull()
 
 
@@ -187,9 +188,9 @@ def _reasons(schema: TableSchema, limits: ValidationLimits, with_raw: set[str]) 
     for field in schema.struct.fields:
         value = F.col(field.name)
         if field.name in with_raw:
-            blank = _blank(F.col(_raw(field.name)), text=True)
+            blank = is_blank(F.col(_raw(field.name)), text=True)
         else:
-            blank = _blank(value, text=isinstance(field.dataType, T.StringType))
+            blank = is_blank(value, text=isinstance(field.dataType, T.StringType))
         if field.name in schema.required:
             rules.append((blank, f"missing {field.name}"))
         if field.name in with_raw:

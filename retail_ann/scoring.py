@@ -33,7 +33,7 @@ from retail_ann.logs import stage
 from retail_ann.preprocessing import column_types_of
 from retail_ann.schemas import (
     AS_OF_DATE, CORRUPT_RECORD, MODEL_VERSION, PREDICTED_SPEND, PURCHASE_PROBABILITY, REJECT_REASON, SCORED_AT,
-    WILL_PURCHASE, with_reject_reason,
+    WILL_PURCHASE, is_blank, with_reject_reason,
 )
 
 log = logging.getLogger(__name__)
@@ -85,9 +85,7 @@ def split_scorable(df: DataFrame, id_col: str, as_of: dt.date | None) -> tuple[D
         df = with_date_as_of(df.withColumn(raw_as_of, F.col(AS_OF_DATE).cast(T.StringType())))
     if as_of is not None and AS_OF_DATE in df.columns:
         df = df.where(F.col(AS_OF_DATE) == F.lit(as_of))
-    ident = F.col(id_col)
-    missing_id = ident.isNull() | (F.trim(ident.cast(T.StringType())) == "")
-    rules = [F.when(missing_id, F.lit(f"missing {id_col}"))]
+    rules = [F.when(is_blank(F.col(id_col).cast(T.StringType())), F.lit(f"missing {id_col}"))]
     if as_of is None:
         rules.append(F.when(F.col(AS_OF_DATE).isNull(), F.lit(f"missing or unparseable {AS_OF_DATE}")))
     tagged = with_reject_reason(df, rules)
