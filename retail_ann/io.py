@@ -109,6 +109,9 @@ def read_table(spark: SparkSession, path: str, fmt: str | None = None) -> DataFr
             sep = "\t" if str(path).lower().removesuffix(".gz").endswith(".tsv") else ","
             reader = spark.read.option("header", True).option("sep", sep).option("mode", "PERMISSIVE")
             header = reader.csv(path).columns
+            if CORRUPT_RECORD in header:
+                raise InputError(f"{path} has a column named {CORRUPT_RECORD}, the name the reader gives "
+                                 "the text of malformed lines; rename that column")
             df = reader.schema(T.StructType([T.StructField(c, T.StringType()) for c in header]
                                             + [T.StructField(CORRUPT_RECORD, T.StringType())])).csv(path)
         elif fmt == "json":
