@@ -102,21 +102,19 @@ def count_by_date(df: DataFrame, id_col: str, as_of: dt.date | None,
     """(rows, their as-of dates) of scorable rows, in one pass over the key columns. With
     ``unique_ids``, two rows for one id and date (two predictions for one key) are an
     ``InputError``, raised before any write; checking it costs a shuffle of the keys."""
-    with_dates = AS_OF_DATE in df.columns
+    date = F.col(AS_OF_DATE) if AS_OF_DATE in df.columns else F.lit(as_of).alias(AS_OF_DATE)
     if not unique_ids:
-        if not with_dates:
-            return df.count(), [as_of]
-        by_date = df.groupBy(AS_OF_DATE).count().collect()
-        return sum(r["count"] for r in by_date), sorted(r[AS_OF_DATE] for r in by_date)
-    per_key = df.groupBy(id_col, *([AS_OF_DATE] if with_dates else [])).count()
-    by_date = (per_key.groupBy(AS_OF_DATE if with_dates else F.lit(as_of).alias(AS_OF_DATE))
-               .agg(F.sum("count").alias("rows"), F.sum(F.when(F.col("count") > 1, 1)).alias("keys_repeated"))
-               .collect())
-    repeated = sum(r["keys_repeated"] or 0 for r in by_date)
-    if repeated:
-        examples = [str(r[id_col]) for r in per_key.where(F.col("count") > 1).limit(3).collect()]
-        raise InputError(f"{repeated} {id_col} value(s) occur more than once for one {AS_OF_DATE} "
-                         f"(e.g. {', '.join(examples)}): one prediction per key needs one row; deduplicate the table")
+        by_date = df.groupBy(date).agg(F.count(F.lit(1)).alias("rows")).collect()
+    else:
+        per_key = df.groupBy(id_col, date).count()
+        by_date = (per_key.groupBy(AS_OF_DATE)
+                   .agg(F.sum("count").alias("rows"), F.sum(F.when(F.col("count") > 1, 1)).alias("keys_repeated"))
+                   .collect())
+        repeated = sum(r["keys_repeated"] or 0 for r in by_date)
+        if repeated:
+            examples = [str(r[id_col]) for r in per_key.where(F.col("count") > 1).limit(3).collect()]
+            raise InputError(f"{repeated} {id_col} value(s) occur more than once for one {AS_OF_DATE} (e.g. "
+                             f"{', '.join(examples)}): one prediction per key needs one row; deduplicate the table")
     return sum(r["rows"] for r in by_date), sorted(r[AS_OF_DATE] for r in by_date)
 
 
