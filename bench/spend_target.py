@@ -4,8 +4,8 @@
     .venv/bin/python bench/spend_target.py --data cdnow --seeds 42 1 --set hidden_units=64,32
 
 Data sets, both turned into a feature table by the pipeline's own ``run_features``:
-- ``cdnow``: ``../shared/data/CDNOW_master.txt.gz`` (23,570 customers, 1997-01..1998-06) loaded as
-  transactions (one line per customer-day, category ``cd``, unit price = dollars / CDs), features as
+- ``cdnow``: ``../shared/data/CDNOW_master.txt.gz`` (23,570 customers, 1997-01..1998-06) imported
+  by ``retail-ann import cdnow`` (one order per line, category ``cd``, unit price = dollars / CDs), features as
   of 1997-10-01 over the 273 days before, labels over the 273 days after (to 1998-06-30);
 - ``generated``: ``retail-ann generate`` with ``--customers`` (default 20,000) over 2024, features
   as of 2024-11-01, lookback 180, horizon 60.
@@ -41,38 +41,19 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def cdnow_transactions(path: Path):
-    """CDNOW's whitespace-separated log as rows of the transactions schema (pandas)."""
-    import pandas as pd
-
-    from retail_ann.schemas import CUSTOMER_ID, ORDER_ID, PRODUCT_CATEGORY, QUANTITY, TS, UNIT_PRICE
-
-    raw = pd.read_csv(path, sep=r"\s+", dtype={"customer_id": str, "date": str})
-    cds = raw["number_of_cds"].clip(lower=1)
-    return pd.DataFrame({
-        CUSTOMER_ID: raw["customer_id"],
-        ORDER_ID: raw["customer_id"] + "-" + raw["date"] + "-" + raw.index.astype(str),
-        TS: pd.to_datetime(raw["date"], format="%Y%m%d").astype("datetime64[us]"),  # Spark reads no ns
-        PRODUCT_CATEGORY: "cd",
-        QUANTITY: cds.astype("int32"),
-        UNIT_PRICE: raw["dollar_value"] / cds,
-    })
-
-
 def build_features(spark, name: str, out: Path, customers: int) -> str:
     """The feature table for data set ``name`` under ``out`` (built once, reused after)."""
     from retail_ann.config import FeaturesConfig, GenerateConfig
-    from retail_ann.pipeline import run_features, run_generate
+    from retail_ann.pipeline import run_features, run_generate, run_import
 
     features = out / name / "features"
     if (features / "_SUCCESS").exists() or any(features.glob("as_of_date=*/_SUCCESS")):
         return str(features)
     if name == "cdnow":
-        tx = out / name / "raw" / "transactions.parquet"
-        tx.parent.mkdir(parents=True, exist_ok=True)
-        cdnow_transactions(CDNOW).to_parquet(tx, index=False)
+        raw = out / name / "raw"
+        run_import(spark, "cdnow", str(CDNOW), str(raw))
         run_features(spark, FeaturesConfig(lookback_days=273, horizon_days=273, recent_days=90),
-                     dt.date(1997, 10, 1), str(tx), str(features))
+                     dt.date(1997, 10, 1), f"{raw}/transactions", str(features))
     else:
         raw = out / name / "raw"
         run_generate(spark, GenerateConfig(customers=customers, days=366, start="2024-01-01"), str(raw))

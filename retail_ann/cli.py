@@ -62,6 +62,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from retail_ann.pipeline import run_import
+
+    cfg = _config(FeaturesConfig, args, "features", {})
+    run_import(_session(args, "import"), args.format, args.input, args.out, cfg)
+    return EXIT_OK
+
+
 def cmd_features(args: argparse.Namespace) -> int:
     from retail_ann.pipeline import run_features
 
@@ -145,6 +153,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="random seed; same seed, same data (default 42)")
     _common(p, "generate")
     p.set_defaults(handler=cmd_generate)
+
+    from retail_ann.importers import FORMATS
+
+    p = sub.add_parser("import", help="convert a public retail log into the canonical transactions/customers tables",
+                       description="Read a public retail log and write DIR/transactions (and DIR/customers when the "
+                                   "log has customers) as Parquet for `features`, replacing them. Rows are validated "
+                                   "as `features` validates them (limits from --config, default conf/features.yaml); "
+                                   "rejects go to DIR/_rejected/<table>/format=<FORMAT>/ with a reason.")
+    p.add_argument("format", choices=list(FORMATS), metavar="FORMAT",
+                   help=f"log format: {', '.join(FORMATS)} (see retail_ann/importers/)")
+    p.add_argument("--input", required=True, metavar="PATH", help="the log: file or directory (.gz is fine)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory for the canonical tables")
+    _common(p, "features")   # validation limits come from the features config
+    p.set_defaults(handler=cmd_import)
 
     p = sub.add_parser("features", help="aggregate raw logs into one feature row per customer as of a date",
                        description="Per-customer features from [as_of - lookback, as_of) and labels from "

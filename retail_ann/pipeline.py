@@ -1,4 +1,4 @@
-"""Job functions: read → transform → write for the generate and features steps.
+"""Job functions: read → transform → write for the generate, import and features steps.
 
 Each takes a SparkSession and typed config, does its I/O through ``io`` and returns the manifest it
 wrote. The CLI parses arguments and calls these; tests call them directly.
@@ -47,11 +47,18 @@ def load_validated(
     spark: SparkSession, path: str, schema: TableSchema, limits: ValidationLimits,
     out: str, partition: str, fmt: str | None = None,
 ) -> tuple[DataFrame, int]:
-    """Read a raw table, quarantine rows that break the schema, and return (valid rows, rejects).
+    """Read a raw table and ``validated`` it."""
+    return validated(spark, io.read_table(spark, path, fmt), schema, limits, out, partition, path)
+
+
+def validated(
+    spark: SparkSession, raw: DataFrame, schema: TableSchema, limits: ValidationLimits,
+    out: str, partition: str, source: str,
+) -> tuple[DataFrame, int]:
+    """Quarantine the rows of ``raw`` that break the schema, and return (valid rows, rejects).
 
     An input with no valid row at all is an ``InputError``: nothing downstream could mean anything.
     """
-    raw = io.read_table(spark, path, fmt)
     valid, rejected = split_valid(raw, schema, limits)
     n_rejected = io.write_quarantine(spark, rejected, out, schema.name, partition)
     if valid.limit(1).count() == 0:
@@ -61,8 +68,41 @@ def load_validated(
                        .groupBy(REJECT_REASON).count().orderBy(F.desc("count")).limit(3).collect())
             detail = f"; all {n_rejected} row(s) rejected, most often: " + ", ".join(
                 f"{r[REJECT_REASON]} ({r['count']})" for r in reasons)
-        raise InputError(f"{schema.name} at {path}: no valid rows{detail}")
+        raise InputError(f"{schema.name} at {source}: no valid rows{detail}")
     return valid, n_rejected
+
+
+def run_import(spark: SparkSession, fmt: str, path: str, out: str, cfg: FeaturesConfig | None = None) -> dict:
+    """Import a public retail log (``importers.FORMATS``) as canonical Parquet tables
+    ``out/transactions`` (and ``out/customers`` when the format has customers), replacing them.
+
+    Rows are validated as ``features`` validates them (``cfg``'s limits, default the shipped
+    ones); rejects go to ``out/_rejected/<table>/format=<fmt>/`` with a reason, counted in
+    ``out/_manifest.json``.
+    """
+    from retail_ann.importers import FORMATS
+
+    if fmt not in FORMATS:
+        raise InputError(f"unknown import format {fmt!r}; use one of {', '.join(FORMATS)}")
+    limits = _limits(cfg or FeaturesConfig())
+    importer = FORMATS[fmt]
+    rows: dict[str, int] = {}
+    rejected: dict[str, int] = {}
+    with stage(f"import.{fmt}", log) as s:
+        for name, table in importer.to_tables(importer.read(spark, path)).items():
+            valid, rejected[name] = validated(spark, table, RAW_TABLES[name], limits, out, f"format={fmt}", path)
+            target = f"{out.rstrip('/')}/{name}"
+            io.write_table(valid, target)
+            rows[name] = spark.read.parquet(target).count()
+        s.rows = rows["transactions"]
+    manifest = {
+        "job": "import", "version": __version__, "format": fmt, "input": path, "rows": rows, "rejected": rejected,
+        "seconds": s.seconds, "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    io.write_manifest(spark, out, manifest)
+    log.info("imported %s from %s: %s; %d rejected row(s)", fmt, path,
+             ", ".join(f"{k}={v}" for k, v in rows.items()), sum(rejected.values()))
+    return manifest
 
 
 def run_features(
@@ -75,7 +115,7 @@ def run_features(
     the manifest; a rerun for the same date replaces that partition only.
     """
     window = fx.FeatureWindow(as_of, cfg.lookback_days, cfg.horizon_days, cfg.recent_days)
-    limits = ValidationLimits(cfg.max_line_amount, cfg.max_quantity, cfg.max_duration_s)
+    limits = _limits(cfg)
     partition = f"{AS_OF_DATE}={as_of.isoformat()}"
     rejected: dict[str, int] = {}
     inputs = {TRANSACTIONS.name: transactions, CLICKSTREAM.name: clickstream, CUSTOMERS.name: customers}
@@ -117,6 +157,10 @@ def run_features(
     log.info("features as of %s: %d customers, purchase rate %.3f, %d rejected row(s)",
              as_of, rows, summary["rate"], sum(rejected.values()))
     return manifest
+
+
+def _limits(cfg: FeaturesConfig) -> ValidationLimits:
+    return ValidationLimits(cfg.max_line_amount, cfg.max_quantity, cfg.max_duration_s)
 
 
 def run_demo(spark: SparkSession, cfg: DemoConfig, out: str, train_cfg: TrainConfig, score_cfg: ScoreConfig) -> dict:
