@@ -5,6 +5,8 @@ invoice line, ``InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,C
 - ``customer_id`` ← ``CustomerID``, without the ``.0`` a spreadsheet export appends; a line without
   one (a guest order, about a third of the file) is rejected as missing customer_id.
 - ``order_id`` ← ``InvoiceNo``. A cancellation (``C536379``) has a negative quantity: a return.
+  Lines that are not goods stay lines: postage (``POST``, ``DOT``) adds to spend, and a discount
+  (``D``, a cancellation line) lowers net spend and counts as a return.
 - ``ts`` ← ``InvoiceDate``: ``12/1/10 8:26``, ``12/1/2010 8:26`` or ISO; read as UTC.
 - ``quantity``, ``unit_price`` ← ``Quantity``, ``UnitPrice``; ``product_category`` stays empty (the
   log has none).
