@@ -22,7 +22,7 @@ from retail_ann.schemas import CORRUPT_RECORD
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("parquet", "csv", "json", "delta")
+FORMATS = ("parquet", "csv", "json", "delta", "text")   # text: one row per line, column ``value``
 _EXTENSIONS = {
     ".parquet": "parquet", ".pq": "parquet",
     ".csv": "csv", ".txt": "csv", ".tsv": "csv",

@@ -15,7 +15,6 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from retail_ann import io
-from retail_ann.errors import InputError
 from retail_ann.importers.dates import iso_timestamp
 from retail_ann.schemas import CORRUPT_RECORD, CUSTOMER_ID, ORDER_ID, PRODUCT_CATEGORY, QUANTITY, TS, UNIT_PRICE
 
@@ -25,9 +24,7 @@ CATEGORY = "cd"
 
 def read(spark: SparkSession, path: str) -> DataFrame:
     """The log's lines (column ``value``)."""
-    if not io.path_exists(spark, path):
-        raise InputError(f"input not found: {path}")
-    return spark.read.text(path)
+    return io.read_table(spark, path, "text")
 
 
 def to_tables(raw: DataFrame) -> dict[str, DataFrame]:
