@@ -168,6 +168,7 @@ class TrainConfig:
     dropout: float = 0.1
     l2: float = 0.001                  # L2 penalty on the hidden kernels
     learning_rate: float = 0.001
+    ema_momentum: float = 0.0          # >0: validate and keep the moving average of the weights (Polyak averaging)
     patience: int = 8                  # early stopping on validation loss; the best epoch's weights are kept
     class_weight: bool = False         # balance classes in the loss (the output bias is corrected back)
     ensemble: int = 1                  # >1: this many MLPs per network, trained together, merged into one
@@ -203,6 +204,7 @@ class TrainConfig:
                  "hidden_units must be a non-empty list of positive integers")
         _require(0 <= self.dropout < 1, "dropout must be in [0, 1)")
         _require(self.l2 >= 0 and self.learning_rate > 0, "l2 must be >= 0 and learning_rate positive")
+        _require(0 <= self.ema_momentum < 1, "ema_momentum must be in [0, 1)")
         _require(self.threshold is None or 0 < self.threshold < 1, "threshold must be between 0 and 1")
         _require(self.min_category_count >= 1 and self.max_levels >= 1, "min_category_count and max_levels must be >= 1")
         _require(0 <= self.ple_bins <= 64, "ple_bins must be in 0..64")

@@ -29,6 +29,7 @@ def build_mlp(
     output_bias: float | None = None,
     seed: int | None = None,
     members: int = 1,
+    ema_momentum: float = 0.0,
 ):
     """A Keras MLP: Dense ReLU layers (each followed by Dropout when ``dropout`` > 0), one output unit.
 
@@ -42,6 +43,9 @@ def build_mlp(
     ensemble: layers ``m<k>_dense_<i>``, outputs ``output_<k>``, each with its own loss, so one
     ``fit`` trains them all on the same batches from different initialisations and dropout masks).
     ``merge_members`` turns the trained model into one plain MLP.
+
+    ``ema_momentum`` > 0 makes Adam keep an exponential moving average of the weights (Polyak
+    averaging); ``training`` validates and keeps the averaged weights.
     """
     import keras
 
@@ -75,7 +79,8 @@ def build_mlp(
                      "exponential": ("poisson", []), "linear": ("mse", [])}[output]
     if members > 1:   # per-output metric names would change the logged keys; the loss is enough
         loss, metrics = [loss] * members, None
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=loss, metrics=metrics)
+    ema = {"use_ema": True, "ema_momentum": ema_momentum} if ema_momentum > 0 else {}
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate, **ema), loss=loss, metrics=metrics)
     return model
 
 

@@ -78,7 +78,9 @@ def model_card(ctx: dict) -> str:
     out += ["## Network",
             f"- MLP {cfg.hidden_units} ReLU, dropout {cfg.dropout}, L2 {cfg.l2}, Adam lr {cfg.learning_rate}, "
             f"batch {cfg.batch_size}, at most {cfg.epochs} epochs, early stopping patience {cfg.patience} "
-            f"(best weights kept), class weights {'on' if cfg.class_weight else 'off'}",
+            f"(best weights kept), class weights {'on' if cfg.class_weight else 'off'}"
+            + (f", weights averaged over the steps (EMA momentum {cfg.ema_momentum}; validated and kept)"
+               if cfg.ema_momentum > 0 else ""),
             *([f"- ensemble of {cfg.ensemble} such MLPs per network, trained together and shipped merged into one "
                f"{[u * cfg.ensemble for u in cfg.hidden_units]} MLP averaging them on the link scale; "
                + ("every member holds back the same validation rows" if cfg.ensemble_validation == "shared" else

@@ -516,9 +516,14 @@ def _epoch_logger(keras, name: str, epochs: int, members: int):
 def _fit(keras, name: str, model, rows: TrainingRows, target: np.ndarray, cfg: TrainConfig,
          sample_weight: np.ndarray | None = None) -> dict:
     """Fit ``model`` (``cfg.ensemble`` members, each given the same targets) on ``rows`` with early
-    stopping on the members' validation loss. The returned history holds the members' mean loss."""
+    stopping on the members' validation loss. The returned history holds the members' mean loss.
+
+    With ``cfg.ema_momentum`` the averaged weights are in the model at each epoch's end: they are
+    validated, early stopping keeps the best of them, and they are what the fit leaves."""
     k = cfg.ensemble
     callbacks = [_epoch_logger(keras, name, cfg.epochs, k)]
+    if cfg.ema_momentum > 0:   # before EarlyStopping, which must see the averaged weights
+        callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     if cfg.patience > 0:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
                                                        restore_best_weights=True))
@@ -579,7 +584,8 @@ def _train_classifier(keras, name: str, rows: TrainingRows, y: np.ndarray, cfg: 
         weights = {0: len(y_fit) / (2.0 * n0), 1: len(y_fit) / (2.0 * n1)}
         sample_weight = np.where(y == 1, weights[1], weights[0]).astype(np.float32)
     model = build_mlp(rows.x.shape[1], cfg.hidden_units, cfg.dropout, "sigmoid", cfg.learning_rate,
-                      l2=cfg.l2, output_bias=math.log(prior / (1 - prior)), seed=cfg.seed, members=cfg.ensemble)
+                      l2=cfg.l2, output_bias=math.log(prior / (1 - prior)), seed=cfg.seed, members=cfg.ensemble,
+                      ema_momentum=cfg.ema_momentum)
     history = _fit(keras, name, model, rows, y, cfg, sample_weight)
     if sample_weight is not None:
         # Class weights shift the learned log-odds by log(w1 / w0); shift them back so the
@@ -598,7 +604,7 @@ def _train_regressor(keras, name: str, rows: TrainingRows, target: np.ndarray, c
     from retail_ann.model import build_mlp, merge_members
 
     model = build_mlp(rows.x.shape[1], cfg.hidden_units, cfg.dropout, output, cfg.learning_rate,
-                      l2=cfg.l2, seed=cfg.seed + 7, members=cfg.ensemble)
+                      l2=cfg.l2, seed=cfg.seed + 7, members=cfg.ensemble, ema_momentum=cfg.ema_momentum)
     history = _fit(keras, name, model, rows, target, cfg)
     return merge_members(model), history, _validation_predictions(model, rows)
 

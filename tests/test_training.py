@@ -163,15 +163,17 @@ def test_generic_table_with_string_label_and_integer_categories(tmp_path):
 
 
 @pytest.mark.filterwarnings("error::UserWarning")   # loading the merged .keras file must not warn
-@pytest.mark.parametrize("validation", ["shared", "folds"])
-def test_ensemble_members_train_together_and_ship_as_one_mlp(tmp_path, validation):
+@pytest.mark.parametrize("validation,ema", [("shared", 0.0), ("folds", 0.9)])   # ~10-step average: 6 short epochs
+def test_ensemble_members_train_together_and_ship_as_one_mlp(tmp_path, validation, ema):
     import keras
 
     pdf = feature_table(1000, seed=5)
-    cfg = TrainConfig(**FAST, ensemble=3, ensemble_validation=validation, class_weight=True, report=False)
+    cfg = TrainConfig(**FAST, ensemble=3, ensemble_validation=validation, class_weight=True, report=False,
+                      ema_momentum=ema)
     result = train_frame(pdf, str(tmp_path / "m"), cfg)
     art = load_artifact(tmp_path / "m")
     assert "ensemble of 3 such MLPs" in (tmp_path / "m" / "model_card.md").read_text()
+    assert ("EMA momentum 0.9;" in (tmp_path / "m" / "model_card.md").read_text()) == (ema > 0)
     assert ("members hold back 3 of 10 folds" in result["data"]["split"]) == (validation == "folds")
     assert ("its own fold" in (tmp_path / "m" / "model_card.md").read_text()) == (validation == "folds")
     for name in ("purchase", "spend"):
@@ -185,6 +187,29 @@ def test_ensemble_members_train_together_and_ship_as_one_mlp(tmp_path, validatio
     # class weights are corrected back: the mean probability stays near the positive rate
     p = art.predict_matrix(art.spec.transform(pdf))["purchase_probability"]
     assert abs(p.mean() - pdf[WILL_PURCHASE].mean()) < 0.05
+
+
+def test_early_stopping_keeps_the_weights_it_validated_with_and_without_averaging():
+    """The fitted model is the epoch with the lowest logged validation loss. With ``ema_momentum``
+    the validated (and so the kept) weights are the moving average, not the last step's."""
+    from retail_ann.model import build_mlp
+    from retail_ann.training import TrainingRows, _fit, _keras
+
+    pdf = feature_table(800, seed=3)
+    x = np.column_stack([np.log1p(pdf[c]) for c in ("orders", "visits", "spend_past")]).astype(np.float32)
+    y = pdf[WILL_PURCHASE].to_numpy(np.float32)
+    fold = (np.arange(len(y)) % 5 != 0).astype(np.int64)        # fold 0 (every fifth row) validates
+    val_loss = {}
+    for ema in (0.0, 0.9):
+        cfg = TrainConfig(**{**FAST, "epochs": 10, "patience": 2}, ema_momentum=ema)
+        keras = _keras(cfg.seed)
+        model = build_mlp(x.shape[1], cfg.hidden_units, cfg.dropout, "sigmoid", cfg.learning_rate, l2=cfg.l2,
+                          seed=cfg.seed, ema_momentum=ema)
+        history = _fit(keras, "purchase", model, TrainingRows(x, fold, 1), y, cfg)
+        kept = model.evaluate(x[fold == 0], y[fold == 0], batch_size=cfg.batch_size, verbose=0, return_dict=True)
+        assert kept["loss"] == pytest.approx(min(history["val_loss"]), rel=1e-5)
+        val_loss[ema] = history["val_loss"]
+    assert val_loss[0.9][:3] != pytest.approx(val_loss[0.0][:3], rel=1e-3)   # same start, averaged weights
 
 
 def test_validation_folds_cut_the_fit_rows_like_the_validation_rows():
