@@ -97,7 +97,8 @@ def read_table(spark: SparkSession, path: str, fmt: str | None = None) -> DataFr
 
     CSV columns arrive as strings (the schema cast in ``schemas.conform`` decides what parses), with
     ``_corrupt_record`` holding the text of a line whose field count differs from the header's (its
-    fields cannot be trusted to line up; validation rejects it as a malformed record). Spark only
+    fields cannot be trusted to line up; validation rejects it as a malformed record); for JSON it
+    holds a line that does not parse. An input with a column of that name is refused. Spark only
     checks the count when it parses every column, hence ``spark.sql.csv.parser.columnPruning.enabled``
     false among the session's required settings.
     """
@@ -109,19 +110,30 @@ def read_table(spark: SparkSession, path: str, fmt: str | None = None) -> DataFr
             sep = "\t" if str(path).lower().removesuffix(".gz").endswith(".tsv") else ","
             reader = spark.read.option("header", True).option("sep", sep).option("mode", "PERMISSIVE")
             header = reader.csv(path).columns
-            if CORRUPT_RECORD in header:
-                raise InputError(f"{path} has a column named {CORRUPT_RECORD}, the name the reader gives "
-                                 "the text of malformed lines; rename that column")
+            _refuse_reserved_column(path, header)
             df = reader.schema(T.StructType([T.StructField(c, T.StringType()) for c in header]
                                             + [T.StructField(CORRUPT_RECORD, T.StringType())])).csv(path)
         elif fmt == "json":
-            df = spark.read.option("mode", "PERMISSIVE").json(path)
+            # malformed lines go to a column no input names, so a real _corrupt_record key is told apart
+            df = spark.read.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", _MALFORMED).json(path)
+            _refuse_reserved_column(path, df.columns)
+            if _MALFORMED in df.columns:
+                df = df.withColumnRenamed(_MALFORMED, CORRUPT_RECORD)
         else:
             df = spark.read.format(fmt).load(path)
     except AnalysisException as e:
         raise InputError(_unreadable(path, fmt, e)) from None
     log.info("read %s (%s): %d columns", path, fmt, len(df.columns))
     return df
+
+
+_MALFORMED = "__retail_ann_malformed_line"
+
+
+def _refuse_reserved_column(path: str, columns: list[str]) -> None:
+    if CORRUPT_RECORD in columns:
+        raise InputError(f"{path} has a column named {CORRUPT_RECORD}, the name the reader gives "
+                         "the text of malformed lines; rename that column")
 
 
 def _unreadable(path: str, fmt: str, e: AnalysisException) -> str:

@@ -168,8 +168,8 @@ def test_csv_lines_with_the_wrong_field_count_are_quarantined_with_their_text(sp
 
 def test_unreadable_inputs_are_input_errors(spark, tmp_path):
     """An empty directory and Parquet with nanosecond timestamps (pandas' default unit) fail in
-    Spark's schema inference, a CSV column named like the reader's malformed-line column in its
-    schema; each gets a message that says what is wrong."""
+    Spark's schema inference, a CSV or JSON column named like the reader's malformed-line column in
+    its schema; each gets a message that says what is wrong."""
     import pandas as pd
 
     from retail_ann.io import read_table
@@ -183,10 +183,11 @@ def test_unreadable_inputs_are_input_errors(spark, tmp_path):
     pd.DataFrame({"customer_id": ["c1"], "ts": pd.to_datetime(["2024-01-02 10:00:00.123456789"])}).to_parquet(nanos)
     with pytest.raises(InputError, match="nanosecond timestamps.*coerce_timestamps='us'"):
         read_table(spark, str(nanos))
-    reserved = tmp_path / "reserved.csv"
-    reserved.write_text("customer_id,_corrupt_record\nc1,x\n")
-    with pytest.raises(InputError, match="has a column named _corrupt_record"):
-        read_table(spark, str(reserved))
+    for name, text in (("reserved.csv", "customer_id,_corrupt_record\nc1,x\n"),
+                       ("reserved.json", '{"customer_id": "c1", "_corrupt_record": "x"}\n')):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(InputError, match="has a column named _corrupt_record"):
+            read_table(spark, str(tmp_path / name))
 
 
 def test_numbers_where_dates_belong_are_rejected_as_rows(spark):
