@@ -31,6 +31,7 @@ _EXTENSIONS = {
 QUARANTINE_DIR = "_rejected"
 MANIFEST_FILE = "_manifest.json"
 SUCCESS_FILE = "_SUCCESS"
+_MALFORMED = "__retail_ann_malformed_line"   # where Spark puts malformed JSON lines before the rename
 
 
 def is_local(path: str, spark: SparkSession | None = None) -> bool:
@@ -125,9 +126,6 @@ def read_table(spark: SparkSession, path: str, fmt: str | None = None) -> DataFr
         raise InputError(_unreadable(path, fmt, e)) from None
     log.info("read %s (%s): %d columns", path, fmt, len(df.columns))
     return df
-
-
-_MALFORMED = "__retail_ann_malformed_line"
 
 
 def _refuse_reserved_column(path: str, columns: list[str]) -> None:
