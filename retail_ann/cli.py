@@ -93,7 +93,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "task": args.task, "label": args.label, "spend_label": args.spend_label, "id_col": args.id_col,
         "categorical": _csv_list(args.categorical), "exclude": _csv_list(args.exclude),
         "sample_rows": args.sample_rows, "split": args.split, "epochs": args.epochs,
-        "batch_size": args.batch_size, "seed": args.seed})
+        "batch_size": args.batch_size, "seed": args.seed, "allow_incomplete_labels": args.allow_incomplete_labels})
     result = train_table(_session(args, "train"), args.features, args.out, cfg, fmt=args.format)
     log.info("model %s written to %s", result.get("version"), args.out)
     return EXIT_OK
@@ -203,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="mini-batch size (default 32)")
     p.add_argument("--seed", type=int,
                    help="seed for sampling, split and initialisation (default 42; split_seed in the config fixes the rows)")
+    p.add_argument("--allow-incomplete-labels", action="store_true", default=None,
+                   help="train on feature partitions whose label window runs past the data (their manifest says "
+                        "labels_complete: false); refused by default")
     _common(p, "train")
     p.set_defaults(handler=cmd_train)
 

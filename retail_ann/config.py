@@ -181,6 +181,7 @@ class TrainConfig:
     ple_bins: int = 0                  # piecewise-linear encoding bins per numeric column (0: off)
     spend_target: str = "two_stage"    # two_stage: P(buy) x E[spend | buy] (Poisson net on buyers); log1p; raw (MSE)
     report: bool = True                # write report.html and its plots
+    allow_incomplete_labels: bool = False  # train on partitions whose manifest says labels_complete: false
 
     def __post_init__(self) -> None:
         if isinstance(self.categorical, str):

@@ -4,9 +4,11 @@ Time windows, for a cutoff ``as_of`` (midnight UTC):
 
 * features come from events in ``[as_of - lookback, as_of)``;
 * labels come from events in ``[as_of, as_of + horizon)``;
-* the customer universe is everyone in the customers table who signed up before ``as_of`` plus
-  everyone with any event before ``as_of``; a customer quiet in the window still gets a row
-  (counts 0, "days since" capped at the lookback).
+* the customer universe is who was known at ``as_of``: a customer with a signup date belongs when
+  they signed up before ``as_of``; one without (not in the customers table, or a null signup date,
+  as importers of logs without one write) when they had an event before ``as_of``. A customer
+  quiet in the window still gets a row (counts 0, "days since" capped at the lookback). Nobody
+  enters the universe through a later event or a signup at or after the cutoff.
 
 No event at or after ``as_of`` reaches a feature: every feature aggregate is conditional on the
 window. ``tenure_days`` is the one feature that looks further back than the lookback (signup date,
@@ -80,6 +82,12 @@ class FeatureWindow:
     @property
     def label_end(self) -> dt.date:
         return self.as_of + dt.timedelta(days=self.horizon_days)
+
+    def labels_complete(self, last_transaction: dt.datetime) -> bool:
+        """Whether the data covers the label window ``[as_of, label_end)``: it ends no later than
+        the day after the last transaction's date (a window the data covers to its last day is
+        complete). Past that, buyers of the missing days are labelled non-buyers."""
+        return self.label_end <= last_transaction.date() + dt.timedelta(days=1)
 
 
 def _ts_lit(day: dt.date) -> Column:
@@ -228,11 +236,15 @@ def dedupe_customers(customers: DataFrame) -> tuple[DataFrame, DataFrame]:
     return unique, duplicates
 
 
-def customer_attributes(customers: DataFrame, w: FeatureWindow) -> DataFrame:
-    """Demographics as raw values (encoding belongs to training) for customers signed up before the
-    cutoff (or with no signup date)."""
-    signed_up = F.col(SIGNUP_DATE).isNull() | (F.col(SIGNUP_DATE) < F.lit(w.as_of))
-    return customers.where(signed_up).select(CUSTOMER_ID, AGE, GENDER, LOCATION, SIGNUP_DATE)
+def signed_up_before(w: FeatureWindow) -> Column:
+    """Customers table rows whose signup puts them in the universe on its own."""
+    return F.col(SIGNUP_DATE).isNotNull() & (F.col(SIGNUP_DATE) < F.lit(w.as_of))
+
+
+def in_universe(w: FeatureWindow) -> Column:
+    """After the customers table is joined to the customers with an event before the cutoff: a
+    known signup date decides (before the cutoff), else the event does."""
+    return F.col(SIGNUP_DATE).isNull() | (F.col(SIGNUP_DATE) < F.lit(w.as_of))
 
 
 def _count_columns(categories: list[str], has_clickstream: bool) -> list[str]:
@@ -267,8 +279,8 @@ def build_features(
         else F.col(f"{_FIRST_SEEN}0")
     ids = [p.where(F.col(f"{_FIRST_SEEN}{i}").isNotNull()).select(CUSTOMER_ID) for i, p in enumerate(parts)]
     if customers is not None:
-        cust = customer_attributes(customers, w)
-        ids.append(cust.select(CUSTOMER_ID))
+        cust = customers.select(CUSTOMER_ID, AGE, GENDER, LOCATION, SIGNUP_DATE)   # raw: encoding is training's
+        ids.append(cust.where(signed_up_before(w)).select(CUSTOMER_ID))
     table = ids[0]
     for more in ids[1:]:
         table = table.unionByName(more)
@@ -276,7 +288,7 @@ def build_features(
     for part in parts:
         table = table.join(part, CUSTOMER_ID, "left")
     if customers is not None:
-        table = table.join(cust, CUSTOMER_ID, "left")
+        table = table.join(cust, CUSTOMER_ID, "left").where(in_universe(w))
         started = F.coalesce(F.col(SIGNUP_DATE), F.to_date(first_event))
     else:
         started = F.to_date(first_event)

@@ -183,6 +183,42 @@ def write_manifest(spark: SparkSession, directory: str, manifest: dict) -> str:
     return path
 
 
+def read_text(spark: SparkSession, path: str) -> str:
+    """A small text file from a local path or any Hadoop filesystem."""
+    if is_local(path, spark):
+        return _local_path(path).read_text()
+    fs, hpath = _hadoop_fs(spark, path)
+    stream = fs.open(hpath)
+    try:
+        return bytes(spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toByteArray(stream)).decode("utf-8")
+    finally:
+        stream.close()
+
+
+def partition_manifests(spark: SparkSession, table: str, partition_col: str) -> dict[str, dict]:
+    """The manifests of a partitioned table, by partition value: ``table/<col>=<v>/_manifest.json``,
+    or ``table/_manifest.json`` (under its own value) when ``table`` is one partition's directory.
+    A table that no job of ours wrote has none: ``{}``."""
+    root = str(table).rstrip("/")
+    if is_local(root, spark):
+        local = _local_path(root)
+        found = [local / MANIFEST_FILE] if (local / MANIFEST_FILE).is_file() else \
+            sorted(local.glob(f"{partition_col}=*/{MANIFEST_FILE}"))
+        paths = [str(p) for p in found if p.is_file()]
+    else:
+        fs, hpath = _hadoop_fs(spark, f"{root}/{MANIFEST_FILE}")
+        if fs.exists(hpath):
+            paths = [f"{root}/{MANIFEST_FILE}"]
+        else:
+            pattern = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(f"{root}/{partition_col}=*/{MANIFEST_FILE}")
+            paths = sorted(str(st.getPath().toString()) for st in (fs.globStatus(pattern) or []))
+    manifests = {}
+    for path in paths:
+        manifest = json.loads(read_text(spark, path))
+        manifests[str(manifest.get(partition_col, path))] = manifest
+    return manifests
+
+
 def write_success(spark: SparkSession, directory: str) -> None:
     """Mark a partition complete with ``<directory>/_SUCCESS``. Spark writes no marker under dynamic
     partition overwrite, and a per-date marker is what a scheduler's sensor waits for."""

@@ -46,7 +46,7 @@ def run_generate(spark: SparkSession, cfg: GenerateConfig, out: str) -> dict:
 def load_validated(
     spark: SparkSession, path: str, schema: TableSchema, limits: ValidationLimits,
     out: str, partition: str, fmt: str | None = None,
-) -> tuple[DataFrame, int]:
+) -> tuple[DataFrame, int, dict]:
     """Read a raw table and ``validated`` it."""
     return validated(spark, io.read_table(spark, path, fmt), schema, limits, out, partition, path)
 
@@ -54,14 +54,17 @@ def load_validated(
 def validated(
     spark: SparkSession, raw: DataFrame, schema: TableSchema, limits: ValidationLimits,
     out: str, partition: str, source: str,
-) -> tuple[DataFrame, int]:
-    """Quarantine the rows of ``raw`` that break the schema, and return (valid rows, rejects).
+) -> tuple[DataFrame, int, dict]:
+    """Quarantine the rows of ``raw`` that break the schema, and return (valid rows, rejects,
+    what the valid rows hold: ``rows`` and, for a dated table, ``data_start``/``data_end``, the
+    first and last value of its ``time_column`` as ISO text).
 
     An input with no valid row at all is an ``InputError``: nothing downstream could mean anything.
     """
     valid, rejected = split_valid(raw, schema, limits)
     n_rejected = io.write_quarantine(spark, rejected, out, schema.name, partition)
-    if valid.limit(1).count() == 0:
+    held = data_range(valid, schema)
+    if held["rows"] == 0:
         detail = ""
         if n_rejected:
             reasons = (spark.read.parquet(io.quarantine_path(out, schema.name, partition))
@@ -69,7 +72,17 @@ def validated(
             detail = f"; all {n_rejected} row(s) rejected, most often: " + ", ".join(
                 f"{r[REJECT_REASON]} ({r['count']})" for r in reasons)
         raise InputError(f"{schema.name} at {source}: no valid rows{detail}")
-    return valid, n_rejected
+    return valid, n_rejected, held
+
+
+def data_range(df: DataFrame, schema: TableSchema) -> dict:
+    """``rows`` of ``df`` and, when ``schema`` has a time column, its first and last value
+    (``data_start``, ``data_end``; null when no row has one), in one pass."""
+    aggs = [F.count(F.lit(1)).alias("rows")]
+    if schema.time_column:
+        aggs += [F.min(schema.time_column).alias("data_start"), F.max(schema.time_column).alias("data_end")]
+    row = df.agg(*aggs).first().asDict()
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
 
 
 def run_import(spark: SparkSession, fmt: str, path: str, out: str, cfg: FeaturesConfig | None = None) -> dict:
@@ -88,16 +101,17 @@ def run_import(spark: SparkSession, fmt: str, path: str, out: str, cfg: Features
     importer = FORMATS[fmt]
     rows: dict[str, int] = {}
     rejected: dict[str, int] = {}
+    data: dict[str, dict] = {}
     with stage(f"import.{fmt}", log) as s:
         for name, table in importer.to_tables(importer.read(spark, path)).items():
-            valid, rejected[name] = validated(spark, table, RAW_TABLES[name], limits, out, f"format={fmt}", path)
-            target = f"{out.rstrip('/')}/{name}"
-            io.write_table(valid, target)
-            rows[name] = spark.read.parquet(target).count()
+            valid, rejected[name], data[name] = validated(spark, table, RAW_TABLES[name], limits, out,
+                                                          f"format={fmt}", path)
+            io.write_table(valid, f"{out.rstrip('/')}/{name}")
+            rows[name] = data[name].pop("rows")
         s.rows = rows["transactions"]
     manifest = {
         "job": "import", "version": __version__, "format": fmt, "input": path, "rows": rows, "rejected": rejected,
-        "seconds": s.seconds, "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "data": data, "seconds": s.seconds, "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     io.write_manifest(spark, out, manifest)
     log.info("imported %s from %s: %s; %d rejected row(s)", fmt, path,
@@ -118,17 +132,25 @@ def run_features(
     limits = _limits(cfg)
     partition = f"{AS_OF_DATE}={as_of.isoformat()}"
     rejected: dict[str, int] = {}
+    data: dict[str, dict] = {}
     inputs = {TRANSACTIONS.name: transactions, CLICKSTREAM.name: clickstream, CUSTOMERS.name: customers}
     frames: dict[str, DataFrame] = {}
     with stage("features.validate", log) as v:
         for name, path in inputs.items():
             if path is not None:
-                frames[name], rejected[name] = load_validated(spark, path, RAW_TABLES[name], limits, out, partition, fmt)
+                frames[name], rejected[name], data[name] = load_validated(
+                    spark, path, RAW_TABLES[name], limits, out, partition, fmt)
         if CUSTOMERS.name in frames:
             frames[CUSTOMERS.name], duplicates = fx.dedupe_customers(frames[CUSTOMERS.name])
             dup_rows = duplicates.withColumn(REJECT_REASON, F.lit("duplicate customer_id"))
             rejected["customers_duplicates"] = io.write_quarantine(spark, dup_rows, out, "customers_duplicates", partition)
         v.extra["rejected"] = sum(rejected.values())
+    data_end = data[TRANSACTIONS.name]["data_end"]
+    labels_complete = window.labels_complete(dt.datetime.fromisoformat(data_end))
+    if not labels_complete:
+        log.warning("labels incomplete: the label window [%s, %s) ends after the data does (last transaction %s); "
+                    "buyers of the missing days are labelled non-buyers, so train refuses this partition "
+                    "unless told --allow-incomplete-labels", as_of, window.label_end, data_end)
     categories = cfg.categories or fx.top_categories(frames[TRANSACTIONS.name], window, cfg.max_categories)
     table = fx.build_features(
         frames[TRANSACTIONS.name], window, categories,
@@ -149,8 +171,10 @@ def run_features(
         "window": {"feature_start": window.feature_start.isoformat(), "as_of": as_of.isoformat(),
                    "label_end": window.label_end.isoformat()},
         "config": vars(cfg), "categories": categories, "inputs": {k: v for k, v in inputs.items() if v},
+        "data": data, "labels_complete": labels_complete,
         "rows": rows, "purchase_rate": round(summary["rate"], 4), "rejected": rejected,
-        "seconds": {"validate": v.seconds, "aggregate": a.seconds, "write": w.seconds}, "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "seconds": {"validate": v.seconds, "aggregate": a.seconds, "write": w.seconds},
+        "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     io.write_manifest(spark, f"{out.rstrip('/')}/{partition}", manifest)
     io.write_success(spark, f"{out.rstrip('/')}/{partition}")

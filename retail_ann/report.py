@@ -52,6 +52,9 @@ def model_card(ctx: dict) -> str:
             f"(early stopping, threshold), {data.get('rows_test')} test (all metrics below)"]
     if data.get("period"):
         out.append(f"- as_of_date: {data['period']} ({', '.join(data.get('as_of_dates', []))})")
+    for date, w in data.get("label_windows", {}).items():
+        state = "complete" if w["labels_complete"] else "INCOMPLETE (trained with --allow-incomplete-labels)"
+        out.append(f"- labels of {date}: to {w['label_end']}, data to {w['data_end']}: {state}")
     out.append("")
     out += ["## Targets"]
     if "purchase" in targets:

@@ -50,11 +50,13 @@ MALFORMED_RECORD = "malformed record"   # the reason given to such a line (featu
 
 @dataclass(frozen=True)
 class TableSchema:
-    """A raw input table: its Spark schema and which columns must be present in the input."""
+    """A raw input table: its Spark schema, which columns must be present in the input, and the
+    column that dates its rows (the manifests record its first and last value)."""
 
     name: str
     struct: T.StructType
     required: tuple[str, ...]
+    time_column: str | None = None
 
     @property
     def columns(self) -> list[str]:
@@ -72,6 +74,7 @@ TRANSACTIONS = TableSchema(
         T.StructField(UNIT_PRICE, T.DoubleType(), False),
     ]),
     required=(CUSTOMER_ID, ORDER_ID, TS, QUANTITY, UNIT_PRICE),
+    time_column=TS,
 )
 
 CLICKSTREAM = TableSchema(
@@ -85,6 +88,7 @@ CLICKSTREAM = TableSchema(
         T.StructField(DURATION_S, T.DoubleType(), False),
     ]),
     required=(CUSTOMER_ID, SESSION_ID, TS, PAGE_TYPE, DURATION_S),
+    time_column=TS,
 )
 
 CUSTOMERS = TableSchema(
@@ -97,6 +101,7 @@ CUSTOMERS = TableSchema(
         T.StructField(SIGNUP_DATE, T.DateType(), True),
     ]),
     required=(CUSTOMER_ID,),
+    time_column=SIGNUP_DATE,
 )
 
 RAW_TABLES = {t.name: t for t in (TRANSACTIONS, CLICKSTREAM, CUSTOMERS)}

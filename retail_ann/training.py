@@ -69,12 +69,39 @@ _FALSE = {"false", "f", "no", "n", "0", "0.0"}
 # ================================================================================ Spark side
 def train_table(spark, features_path: str, out_dir: str, cfg: TrainConfig, fmt: str | None = None) -> dict:
     """Train on the feature table at ``features_path`` and write the artifact to ``out_dir``."""
-    from retail_ann.io import read_table
+    from retail_ann.io import partition_manifests, read_table
 
+    windows = label_windows(partition_manifests(spark, features_path, AS_OF_DATE), cfg)
     df = read_table(spark, features_path, fmt)
     pdf, data_info = sample_to_driver(df, cfg)
     data_info["source"] = str(features_path)
+    if windows:
+        data_info["label_windows"] = windows
     return train_frame(pdf, out_dir, cfg, data_info=data_info)
+
+
+def label_windows(manifests: dict[str, dict], cfg: TrainConfig) -> dict[str, dict]:
+    """Each feature partition's label window and whether the data covered it, from the manifests
+    ``features`` wrote; a partition whose labels are incomplete is an ``InputError`` unless
+    ``cfg.allow_incomplete_labels``."""
+    windows = {}
+    for date, m in sorted(manifests.items()):
+        if "labels_complete" not in m:   # not a feature partition of ours, or one from before the field
+            continue
+        end = m.get("data", {}).get("transactions", {}).get("data_end")
+        windows[date] = {"label_end": m.get("window", {}).get("label_end"), "data_end": end,
+                         "labels_complete": bool(m["labels_complete"])}
+    incomplete = [d for d, w in windows.items() if not w["labels_complete"]]
+    if incomplete and not cfg.allow_incomplete_labels:
+        w = windows[incomplete[0]]
+        raise InputError(
+            f"labels incomplete for as_of_date {', '.join(incomplete)}: the label window ends {w['label_end']}, "
+            f"after the last transaction ({w['data_end']}), so late buyers count as non-buyers; use an earlier "
+            "--as-of or a shorter --horizon-days in features, or pass --allow-incomplete-labels")
+    if incomplete:
+        log.warning("training on incomplete labels (as_of_date %s), as --allow-incomplete-labels says",
+                    ", ".join(incomplete))
+    return windows
 
 
 def sample_to_driver(df, cfg: TrainConfig) -> tuple[pd.DataFrame, dict]:

@@ -34,7 +34,8 @@ def shop(spark, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("shop")
     raw = root / "raw"
-    run_generate(spark, GenerateConfig(customers=2000, days=240, start="2024-01-01", seed=7), str(raw))
+    # 250 days: to 2024-09-06, past the label window [2024-07-01, 2024-08-30)
+    run_generate(spark, GenerateConfig(customers=2000, days=250, start="2024-01-01", seed=7), str(raw))
     manifest = run_features(
         spark, FeaturesConfig(lookback_days=180, horizon_days=60), parse_date(SHOP_AS_OF),
         str(raw / "transactions"), str(root / "features"),

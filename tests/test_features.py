@@ -129,6 +129,22 @@ def test_universe_and_fills(tables):
     assert all(r[AS_OF_DATE] == AS_OF for r in rows.values())
 
 
+def test_customers_without_a_signup_date_enter_the_universe_by_an_event_before_the_cutoff(spark, tables):
+    """As an importer without signup dates writes them: a customer known only from events after the
+    cutoff (and, with a buy in the horizon, labelled a buyer) is no row of the table."""
+    tx, clicks, _ = tables
+    customers = spark.createDataFrame([
+        ("c1", 30, "F", "north", None),      # transactions before the cutoff
+        ("c2", 41, "M", "south", None),      # a transaction in the horizon only: not known at the cutoff
+        ("c4", 50, "F", "east", None),       # a visit before the cutoff
+        ("c7", 22, "M", "west", None),       # nothing at all
+        ("c3", 35, "M", "north", dt.date(2024, 3, 2)),   # active before, but signs up after the cutoff
+    ], CUSTOMERS.struct)
+    rows = by_customer(fx.build_features(tx, WINDOW, CATEGORIES, clicks, customers))
+    assert set(rows) == {"c1", "c4"}
+    assert rows["c4"]["age"] == 50 and rows["c1"][fx.TENURE_DAYS] == 60   # from the first event (a visit)
+
+
 def test_transactions_only_table(tables):
     tx, _, _ = tables
     rows = by_customer(fx.build_features(tx, WINDOW, CATEGORIES))

@@ -20,8 +20,8 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 ONLINE_RETAIL_LINES = [
     "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country",
-    "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,12/1/10 8:26,2.55,17850,United Kingdom",
-    '536366,22633,"HAND WARMER, UNION JACK",6,12/1/2010 8:28,1.85,17850.0,France',
+    "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,12/1/10 8:26,2.55,17850,France",
+    '536366,22633,"HAND WARMER, UNION JACK",6,12/1/2010 8:28,1.85,17850.0,United Kingdom',
     "536367,84879,ASSORTED COLOUR BIRD ORNAMENT,32,12/1/10 8:34,1.69,17850,United Kingdom",
     "C536379,D,Discount,-1,12/1/10 9:41,27.5,14527,United Kingdom",
     "536414,22139,,56,12/1/10 11:52,0,,United Kingdom",
@@ -55,8 +55,11 @@ def test_online_retail_lines_become_transactions_returns_and_customers(spark, tm
     assert kept.where(F.col(TS) == "31/31/10 11:52").count() == 1       # the text that failed is kept
     assert kept.where(F.col(CORRUPT_RECORD).contains("surplus")).count() == 1
     customers = {r[CUSTOMER_ID]: r[LOCATION] for r in spark.read.parquet(str(out / "customers")).collect()}
-    assert customers == {"17850": "United Kingdom", "14527": "United Kingdom"}   # the most frequent country
+    # the country of the first invoice line, not the most frequent one (later lines would leak into features)
+    assert customers == {"17850": "France", "14527": "United Kingdom"}
     assert manifest["rows"] == {"transactions": 4, "customers": 2}
+    assert manifest["data"]["transactions"] == {"data_start": "2010-12-01T08:26:00", "data_end": "2010-12-01T09:41:00"}
+    assert manifest["data"]["customers"] == {"data_start": None, "data_end": None}   # the log has no signup date
     assert manifest["rejected"] == {"transactions": 3, "customers": 0}
     assert json.loads((out / "_manifest.json").read_text())["rows"] == manifest["rows"]
 
@@ -113,7 +116,13 @@ def test_the_online_retail_sample_imports_and_builds_features(spark, tmp_path):
     features = run_features(spark, FeaturesConfig(lookback_days=7, horizon_days=5, recent_days=3), dt.date(2010, 12, 8),
                             str(out / "transactions"), str(tmp_path / "features"), customers=str(out / "customers"))
     assert features["rejected"]["transactions"] == 0
+    assert manifest["data"]["transactions"]["data_start"] == "2010-12-01T08:26:00"
+    assert manifest["data"]["transactions"]["data_end"].startswith("2010-12-13")
+    assert features["labels_complete"] is True                          # [12-08, 12-13): the data reaches 12-13
     table = spark.read.parquet(str(tmp_path / "features"))
     assert table.count() == features["rows"] > 300
+    # no signup dates: a customer is in the universe only with a line before the cutoff (the log starts
+    # on 12-01, inside the 7-day lookback), never through a first order in the horizon
+    assert table.where((F.col(fx.N_ORDERS) == 0) & (F.col(fx.N_RETURNS) == 0)).count() == 0
     assert table.where(F.col(fx.N_RETURNS) > 0).count() > 10                # cancellations are returns
     assert 0.1 < features["purchase_rate"] < 0.9

@@ -11,9 +11,12 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
 from retail_ann import features as fx
-from retail_ann.config import FeaturesConfig, parse_date
+from retail_ann.cli import main
+from retail_ann.config import FeaturesConfig, TrainConfig, parse_date
+from retail_ann.io import partition_manifests
 from retail_ann.pipeline import run_features
-from retail_ann.schemas import CUSTOMER_ID, FUTURE_SPEND, TS, WILL_PURCHASE
+from retail_ann.training import label_windows
+from retail_ann.schemas import AS_OF_DATE, CUSTOMER_ID, FUTURE_SPEND, SIGNUP_DATE, TS, WILL_PURCHASE
 from tests.conftest import SHOP_AS_OF
 
 
@@ -52,9 +55,11 @@ def test_removing_events_after_cutoff_changes_no_feature(spark, shop, tmp_path):
     trimmed = tmp_path / "raw"
     for name in ("transactions", "clickstream"):
         spark.read.parquet(str(shop["raw"] / name)).where(cutoff).write.parquet(str(trimmed / name))
+    (spark.read.parquet(str(shop["raw"] / "customers")).where(F.col(SIGNUP_DATE) < F.lit(parse_date(SHOP_AS_OF)))
+     .write.parquet(str(trimmed / "customers")))   # and nobody who signs up at or after the cutoff
     run_features(spark, FeaturesConfig(lookback_days=180, horizon_days=60), parse_date(SHOP_AS_OF),
                  str(trimmed / "transactions"), str(tmp_path / "features"),
-                 clickstream=str(trimmed / "clickstream"), customers=str(shop["raw"] / "customers"))
+                 clickstream=str(trimmed / "clickstream"), customers=str(trimmed / "customers"))
     full = _by_customer(spark.read.parquet(str(shop["features"])).drop(WILL_PURCHASE, FUTURE_SPEND))
     cut = _by_customer(spark.read.parquet(str(tmp_path / "features")).drop(WILL_PURCHASE, FUTURE_SPEND))
     assert list(full.columns) == list(cut.columns) and len(full) == len(cut)
@@ -62,6 +67,34 @@ def test_removing_events_after_cutoff_changes_no_feature(spark, shop, tmp_path):
     # sums over differently laid-out files may differ in the last bits, nothing more
     pd.testing.assert_frame_equal(full[floats], cut[floats], check_exact=False, rtol=1e-9, atol=1e-9)
     pd.testing.assert_frame_equal(full.drop(columns=floats), cut.drop(columns=floats))
+
+
+def test_manifest_records_data_ranges_and_whether_labels_are_complete(spark, shop, tmp_path, capsys, caplog):
+    manifest = shop["manifest"]
+    assert manifest["labels_complete"] is True and manifest["window"]["label_end"] == "2024-08-30"
+    data = manifest["data"]
+    assert set(data) == {"transactions", "clickstream", "customers"}
+    tx = spark.read.parquet(str(shop["raw"] / "transactions")).agg(F.min(TS), F.max(TS), F.count("*")).first()
+    assert data["transactions"] == {"rows": tx[2], "data_start": tx[0].isoformat(), "data_end": tx[1].isoformat()}
+    assert data["transactions"]["data_end"] >= "2024-08-29"
+    assert data["customers"]["data_end"] < "2024-09-07"             # signup dates
+
+    # a 90-day horizon runs past the last generated day: recorded, warned about, refused by train
+    out = tmp_path / "features"
+    late = run_features(spark, FeaturesConfig(lookback_days=180, horizon_days=90), parse_date(SHOP_AS_OF),
+                        str(shop["raw"] / "transactions"), str(out))
+    assert late["labels_complete"] is False and late["window"]["label_end"] == "2024-09-29"
+    assert any("labels incomplete" in r.message and "2024-09-29" in r.message for r in caplog.records)
+    capsys.readouterr()
+    assert main(["train", "--features", str(out), "--out", str(tmp_path / "model")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("retail-ann train: error: labels incomplete for as_of_date 2024-07-01")
+    assert "--allow-incomplete-labels" in err and not (tmp_path / "model").exists()
+    manifests = partition_manifests(spark, str(out), AS_OF_DATE)
+    assert label_windows(manifests, TrainConfig(allow_incomplete_labels=True)) == {"2024-07-01": {
+        "label_end": "2024-09-29", "data_end": data["transactions"]["data_end"], "labels_complete": False}}
+    one = partition_manifests(spark, str(out / "as_of_date=2024-07-01"), AS_OF_DATE)   # one partition's directory
+    assert list(one) == ["2024-07-01"]
 
 
 def _by_customer(df) -> pd.DataFrame:

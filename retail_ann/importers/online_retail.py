@@ -10,7 +10,10 @@ invoice line, ``InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,C
 - ``ts`` ← ``InvoiceDate``: ``12/1/10 8:26``, ``12/1/2010 8:26`` or ISO; read as UTC.
 - ``quantity``, ``unit_price`` ← ``Quantity``, ``UnitPrice``; ``product_category`` stays empty (the
   log has none).
-- customers: ``location`` ← the customer's most frequent ``Country`` (ties: alphabetical first).
+- customers: ``location`` ← the ``Country`` of the customer's first invoice line (ties: alphabetical
+  first), known from their first event on: a country taken from all their lines (the most frequent,
+  say) would let lines after a feature cutoff reach a feature. No ``signup_date``: the log has none,
+  so ``features`` counts a customer from their first transaction before the cutoff.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from retail_ann import io
-from retail_ann.importers.dates import iso_timestamp
+from retail_ann.importers.dates import iso_timestamp, parse_timestamp
 from retail_ann.schemas import (
     CORRUPT_RECORD, CUSTOMER_ID, LOCATION, ORDER_ID, PRODUCT_CATEGORY, QUANTITY, TS, UNIT_PRICE, TableSchema,
     check_columns, is_blank,
@@ -49,9 +52,10 @@ def to_tables(raw: DataFrame) -> dict[str, DataFrame]:
         F.col("Quantity").alias(QUANTITY), F.col("UnitPrice").alias(UNIT_PRICE), *malformed)
     country = F.trim(F.col("Country")) if "Country" in raw.columns else F.lit(None).cast(T.StringType())
     lines = raw.where(F.col(CORRUPT_RECORD).isNull()) if malformed else raw
-    per_country = (lines.select(customer.alias(CUSTOMER_ID), country.alias(LOCATION))
-                   .where(~is_blank(F.col(CUSTOMER_ID))).groupBy(CUSTOMER_ID, LOCATION).count())
-    first = Window.partitionBy(CUSTOMER_ID).orderBy(F.desc("count"), F.asc_nulls_last(LOCATION))
-    customers = (per_country.withColumn("_rank", F.row_number().over(first)).where(F.col("_rank") == 1)
+    dated = (lines.select(customer.alias(CUSTOMER_ID), country.alias(LOCATION),
+                          parse_timestamp(F.trim(F.col("InvoiceDate")), DATE_PATTERNS).alias(TS))
+             .where(~is_blank(F.col(CUSTOMER_ID)) & F.col(TS).isNotNull()))
+    first = Window.partitionBy(CUSTOMER_ID).orderBy(F.col(TS), F.asc_nulls_last(LOCATION))
+    customers = (dated.withColumn("_rank", F.row_number().over(first)).where(F.col("_rank") == 1)
                  .select(CUSTOMER_ID, LOCATION))
     return {"transactions": transactions, "customers": customers}
