@@ -94,7 +94,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "categorical": _csv_list(args.categorical), "exclude": _csv_list(args.exclude),
         "sample_rows": args.sample_rows, "split": args.split, "epochs": args.epochs,
         "batch_size": args.batch_size, "seed": args.seed, "allow_incomplete_labels": args.allow_incomplete_labels})
-    result = train_table(_session(args, "train"), args.features, args.out, cfg, fmt=args.format)
+    result = train_table(_session(args, "train"), args.features, args.out, cfg, fmt=args.format,
+                         test_path=args.test_features)
     log.info("model %s written to %s", result.get("version"), args.out)
     return EXIT_OK
 
@@ -190,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "model directory (spec, weights, metrics, model card, report).")
     p.add_argument("--features", required=True, metavar="PATH", help="feature table (any table with a label works)")
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="model directory (replaced atomically)")
+    p.add_argument("--test-features", metavar="PATH",
+                   help="evaluate on this table's rows (e.g. a later as_of_date, or held-out customers) and train "
+                        "on every row of --features, instead of holding out --split of them")
     p.add_argument("--format", choices=["parquet", "csv", "json", "delta"], help="input format (default: from extension)")
     p.add_argument("--task", choices=["auto", "purchase", "spend", "both"], help="what to train (default auto)")
     p.add_argument("--label", metavar="COL", help="binary purchase label (default will_purchase); implies --task purchase")

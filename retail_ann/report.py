@@ -52,6 +52,8 @@ def model_card(ctx: dict) -> str:
             f"(early stopping, threshold), {data.get('rows_test')} test (all metrics below)"]
     if data.get("period"):
         out.append(f"- as_of_date: {data['period']} ({', '.join(data.get('as_of_dates', []))})")
+    if data.get("test_source"):
+        out.append(f"- test rows: `{data['test_source']}` ({data.get('test_rows_total')} rows), not seen in training")
     for date, w in data.get("label_windows", {}).items():
         state = "complete" if w["labels_complete"] else "INCOMPLETE (trained with --allow-incomplete-labels)"
         out.append(f"- labels of {date}: to {w['label_end']}, data to {w['data_end']}: {state}")

@@ -2,12 +2,15 @@
 
 Public API
 ----------
-``train_table(spark, features_path, out_dir, cfg, fmt=None) -> dict``
-    Read the table (``retail_ann.io.read_table``), sample at most ``cfg.sample_rows`` rows to the
-    driver through Arrow (deterministic: rows ordered by a hash of id, as_of_date and ``cfg.data_seed``), then
-    ``train_frame``. Returns the content of ``metrics.json`` plus ``model_dir`` and ``version``.
-``train_frame(pdf, out_dir, cfg, source="") -> dict``
-    The same from a pandas DataFrame already on the driver.
+``train_table(spark, features_path, out_dir, cfg, fmt=None, test_path=None) -> dict``
+    Read the table (``retail_ann.io.read_table``), refuse partitions whose manifest says their
+    labels are incomplete, sample at most ``cfg.sample_rows`` rows to the driver through Arrow
+    (deterministic: rows ordered by a hash of id, as_of_date and ``cfg.data_seed``), then
+    ``train_frame``. ``test_path``: a table whose rows are the test rows (all of
+    ``features_path`` then trains). Returns the content of ``metrics.json`` plus ``model_dir``
+    and ``version``.
+``train_frame(pdf, out_dir, cfg, data_info=None, test_pdf=None) -> dict``
+    The same from pandas DataFrames already on the driver.
 The artifact is read back by ``retail_ann.artifact.load_artifact`` (numpy only, no TensorFlow).
 
 Spend targets (``cfg.spend_target``):
@@ -62,22 +65,36 @@ MIN_BUYERS = 20          # a spend model needs this many rows with spend > 0
 MIN_GROUPS = 10          # distinct ids a grouped split needs
 GATE_AGREEMENT = 0.99    # purchase label == (spend > 0) on this share of rows: reuse it as the gate
 _HASH_COL = "__sample_hash"
+_TEST_COL = "__test_row"     # train_frame's marker of the rows of a given test table
 _TRUE = {"true", "t", "yes", "y", "1", "1.0"}
 _FALSE = {"false", "f", "no", "n", "0", "0.0"}
 
 
 # ================================================================================ Spark side
-def train_table(spark, features_path: str, out_dir: str, cfg: TrainConfig, fmt: str | None = None) -> dict:
-    """Train on the feature table at ``features_path`` and write the artifact to ``out_dir``."""
+def train_table(spark, features_path: str, out_dir: str, cfg: TrainConfig, fmt: str | None = None,
+                test_path: str | None = None) -> dict:
+    """Train on the feature table at ``features_path`` and write the artifact to ``out_dir``.
+
+    With ``test_path`` the metrics and report are on that table's rows (a later cutoff, or customers
+    the caller held out) and every row of ``features_path`` trains; else ``cfg.split`` of them are
+    held out."""
     from retail_ann.io import partition_manifests, read_table
 
-    windows = label_windows(partition_manifests(spark, features_path, AS_OF_DATE), cfg)
-    df = read_table(spark, features_path, fmt)
-    pdf, data_info = sample_to_driver(df, cfg)
+    paths = {"train": features_path, **({"test": test_path} if test_path else {})}
+    windows = {k: label_windows(partition_manifests(spark, p, AS_OF_DATE), cfg) for k, p in paths.items()}
+    frames = {k: sample_to_driver(read_table(spark, p, fmt), cfg) for k, p in paths.items()}
+    pdf, data_info = frames["train"]
     data_info["source"] = str(features_path)
-    if windows:
-        data_info["label_windows"] = windows
-    return train_frame(pdf, out_dir, cfg, data_info=data_info)
+    if windows["train"]:
+        data_info["label_windows"] = windows["train"]
+    test_pdf = None
+    if test_path:
+        test_pdf, test_info = frames["test"]
+        data_info["test_source"] = str(test_path)
+        data_info["test_rows_total"] = test_info["rows_total"]
+        if windows["test"]:
+            data_info["test_label_windows"] = windows["test"]
+    return train_frame(pdf, out_dir, cfg, data_info=data_info, test_pdf=test_pdf)
 
 
 def label_windows(manifests: dict[str, dict], cfg: TrainConfig) -> dict[str, dict]:
@@ -143,13 +160,23 @@ def sample_to_driver(df, cfg: TrainConfig) -> tuple[pd.DataFrame, dict]:
 
 
 # ============================================================================== driver side
-def train_frame(pdf: pd.DataFrame, out_dir: str, cfg: TrainConfig, data_info: dict | None = None) -> dict:
-    """Train on rows already on the driver and write the artifact to ``out_dir``."""
+def train_frame(pdf: pd.DataFrame, out_dir: str, cfg: TrainConfig, data_info: dict | None = None,
+                test_pdf: pd.DataFrame | None = None) -> dict:
+    """Train on rows already on the driver and write the artifact to ``out_dir``; with
+    ``test_pdf`` (same columns) its rows are the test rows and all of ``pdf`` trains."""
     started = time.time()
     data_info = dict(data_info or {"rows_total": int(len(pdf)), "rows_sampled": int(len(pdf))})
-    if len(pdf) == 0:
-        raise InputError("the feature table is empty")
-    pdf = pdf.copy(deep=False)   # columns may be replaced (text -> numbers); never the caller's frame
+    if len(pdf) == 0 or (test_pdf is not None and len(test_pdf) == 0):
+        raise InputError("the feature table is empty" if len(pdf) == 0 else "the test table is empty")
+    if test_pdf is not None:
+        missing = [c for c in pdf.columns if c not in test_pdf.columns]
+        if missing:
+            raise InputError(f"the test table lacks column(s) of the training table: {', '.join(missing[:5])}"
+                             + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
+        pdf = pd.concat([pdf.assign(**{_TEST_COL: False}), test_pdf[list(pdf.columns)].assign(**{_TEST_COL: True})],
+                        ignore_index=True)
+    else:
+        pdf = pdf.copy(deep=False)   # columns may be replaced (text -> numbers); never the caller's frame
     tasks, purchase_label, spend_label = resolve_task(list(pdf.columns), cfg)
     dropped: dict[str, int] = {}
     if CORRUPT_RECORD in pdf.columns:   # a CSV or JSON line the reader could not split into fields
@@ -171,8 +198,9 @@ def train_frame(pdf: pd.DataFrame, out_dir: str, cfg: TrainConfig, data_info: di
             complete &= np.isfinite(pd.to_numeric(pdf[c], errors="coerce").to_numpy(dtype=float, na_value=np.nan))
         pdf, y, s = _drop_rows(pdf, y, s, complete, "a missing numeric feature (imputation: drop)", dropped)
     data_info["rows_dropped"] = dropped
+    given_test = pdf.pop(_TEST_COL).to_numpy() if _TEST_COL in pdf.columns else None
     _check_sizes(len(pdf), y, s, tasks)
-    split = _split(pdf, y, s, cfg)
+    split = _split(pdf, y, s, cfg, given_test)
     fit_idx, val_idx, test_idx, train_idx = split["fit"], split["val"], split["test"], split["train"]
     data_info.update({"rows_used": int(len(pdf)), "rows_fit": int(len(fit_idx)),
                       "rows_validation": int(len(val_idx)), "rows_test": int(len(test_idx)),
@@ -362,7 +390,7 @@ def _feature_columns(pdf: pd.DataFrame, cfg: TrainConfig, labels: set) -> tuple[
     unknown_excl = [c for c in cfg.exclude if c not in pdf.columns]
     if unknown_excl:
         log.warning("exclude names column(s) not in the table: %s", ", ".join(unknown_excl))
-    skip = set(LABELS) | {c for c in labels if c} | {cfg.id_col, CUSTOMER_ID, AS_OF_DATE} | set(cfg.exclude)
+    skip = set(LABELS) | {c for c in labels if c} | {cfg.id_col, CUSTOMER_ID, AS_OF_DATE, _TEST_COL} | set(cfg.exclude)
     numeric, categorical = [], []
     for c in pdf.columns:
         if c in skip:
@@ -451,10 +479,12 @@ class TrainingRows:
         return TrainingRows(self.x[mask], self.fold[mask], self.groups)
 
 
-def _split(pdf: pd.DataFrame, y, s, cfg: TrainConfig) -> dict:
+def _split(pdf: pd.DataFrame, y, s, cfg: TrainConfig, given_test: np.ndarray | None = None) -> dict:
     """Indices of fit / validation / test rows, and the training rows' folds (``TrainingRows``).
+    The test rows are ``given_test`` when the caller has them, else ``cfg.split`` of the rows.
     Stratified on the purchase label (or spend > 0); grouped by id when an id repeats (several
-    as_of_dates), so a customer is on one side only."""
+    as_of_dates), so a customer is on one side only (of the fit and validation rows alone when the
+    test rows are given: a later cutoff holds the same customers)."""
     from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold, StratifiedKFold, train_test_split
 
     n = len(pdf)
@@ -462,22 +492,29 @@ def _split(pdf: pd.DataFrame, y, s, cfg: TrainConfig) -> dict:
     idx = np.arange(n)
     ids = pdf[cfg.id_col].astype(str).to_numpy() if cfg.id_col in pdf.columns else None
     n_ids = len(np.unique(ids)) if ids is not None else n
-    grouped = n_ids < n
     if n_ids < MIN_GROUPS:
         raise InputError(f"only {n_ids} distinct {cfg.id_col} values in {n} rows: rows of one {cfg.id_col} stay "
                          f"on one side of the split, so it needs at least {MIN_GROUPS} (--id-col names the column)")
     try:
+        if given_test is not None:
+            train_idx, test_idx, how = idx[~given_test], idx[given_test], "test rows from the test table"
+            grouped = ids is not None and len(np.unique(ids[train_idx])) < len(train_idx)
+        else:
+            grouped = n_ids < n
+            if grouped:
+                gss = GroupShuffleSplit(n_splits=1, test_size=cfg.split, random_state=cfg.data_seed)
+                train_idx, test_idx = next(gss.split(idx, groups=ids))
+            else:
+                train_idx, test_idx = train_test_split(idx, test_size=cfg.split, stratify=strat,
+                                                       random_state=cfg.data_seed)
+            how = f"grouped by {cfg.id_col}" if grouped else "stratified"
         if grouped:
-            gss = GroupShuffleSplit(n_splits=1, test_size=cfg.split, random_state=cfg.data_seed)
-            train_idx, test_idx = next(gss.split(idx, groups=ids))
             gss_val = GroupShuffleSplit(n_splits=1, test_size=cfg.validation_split, random_state=cfg.data_seed + 1)
             f, v = next(gss_val.split(train_idx, groups=ids[train_idx]))
-            fit_idx, val_idx, how = train_idx[f], train_idx[v], f"grouped by {cfg.id_col}"
+            fit_idx, val_idx = train_idx[f], train_idx[v]
         else:
-            train_idx, test_idx = train_test_split(idx, test_size=cfg.split, stratify=strat, random_state=cfg.data_seed)
             fit_idx, val_idx = train_test_split(train_idx, test_size=cfg.validation_split,
                                                 stratify=strat[train_idx], random_state=cfg.data_seed)
-            how = "stratified"
     except ValueError as e:
         raise InputError(f"cannot split {n} rows into training, validation and test sets: {e}") from None
     for name, part in (("validation", val_idx), ("test", test_idx), ("fit", fit_idx)):

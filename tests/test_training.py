@@ -345,3 +345,27 @@ def test_named_label_must_exist_and_empty_table_is_refused(spark, tmp_path):
     spark.createDataFrame(feature_table(10)).limit(0).write.parquet(path)
     with pytest.raises(InputError, match="empty"):
         train_table(spark, path, str(tmp_path / "m"), TrainConfig(**FAST))
+
+
+def test_a_given_test_table_is_the_test_set_and_every_training_row_trains(spark, tmp_path):
+    """--test-features: the metrics are on exactly that table's rows (here a later cutoff of the same
+    customers, so ids repeat across the two tables); the spec and networks never saw them."""
+    early, late = feature_table(800, seed=1), feature_table(400, seed=2)
+    late[AS_OF_DATE] = dt.date(2024, 7, 1)
+    late["spend_past"] *= 1000.0   # out of the training range: a spec fitted on these rows would show it
+    paths = {}
+    for name, pdf in (("early", early), ("late", late)):
+        paths[name] = str(tmp_path / name)
+        spark.createDataFrame(pdf).write.parquet(paths[name])
+    out = tmp_path / "m"
+    r = train_table(spark, paths["early"], str(out), TrainConfig(**FAST, report=False), test_path=paths["late"])
+    data = r["data"]
+    assert data["rows_test"] == 400 and data["rows_fit"] + data["rows_validation"] == 800
+    assert data["split"].startswith("test rows from the test table") and data["test_rows_total"] == 400
+    spec = load_artifact(str(out)).spec
+    x = spec.transform(late)[:, spec.feature_names.index("spend_past")]
+    assert (x[late["spend_past"].to_numpy() > early["spend_past"].max()] == 1.0).all()   # clipped: fitted on early rows
+    assert spec.transform(early)[:, spec.feature_names.index("spend_past")].max() == pytest.approx(1.0)
+    assert "test rows: `" in (out / "model_card.md").read_text()
+    with pytest.raises(InputError, match="the test table lacks column\\(s\\) of the training table: visits"):
+        train_frame(early, str(tmp_path / "m2"), TrainConfig(**FAST), test_pdf=late.drop(columns=["visits"]))
