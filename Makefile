@@ -5,14 +5,14 @@ VENV   ?= .venv
 OUT    ?= out/demo
 BIN     = $(VENV)/bin
 
-.PHONY: demo test venv clean
+.PHONY: demo test test-fast venv clean
 
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $@
 
 demo: venv
@@ -20,6 +20,9 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest -q tests
+
+test-fast: venv   # the suite without the tests marked slow (cluster, Delta, benches): a few minutes
+	$(BIN)/python -m pytest -q -m "not slow" tests
 
 clean:
 	rm -rf $(VENV) out

@@ -21,6 +21,10 @@ setup(
         "keras==3.15.1",
         "matplotlib==3.10.7",
     ],
-    extras_require={"test": ["pytest==8.4.2"]},
+    extras_require={
+        "test": ["pytest==8.4.2"],
+        # bench/quality.py's peers; never imported by retail_ann itself
+        "bench": ["lightgbm==4.7.0", "lifetimes==0.11.3"],
+    },
     entry_points={"console_scripts": ["retail-ann=retail_ann.cli:main"]},
 )

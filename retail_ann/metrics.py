@@ -3,7 +3,10 @@
 Classification: accuracy, precision, recall and F1 at a decision threshold, ``best_f1`` (the F1 of
 the best threshold on these same rows: optimistic, but threshold-free and comparable across
 models), ROC-AUC, PR-AUC (average precision), Brier score and top-decile lift.
-Regression: MAE, RMSE, R² on the original (currency) scale.
+Regression: MAE, RMSE, R² on the original (currency) scale, and how well the predictions rank and
+size customers: normalized Gini, Spearman's rank correlation, and decile MAPE (the measures of
+google/lifetime_value; Wang, Liu & Miao 2019).
+``bootstrap_intervals`` gives any of them percentile intervals over resampled evaluation rows.
 Baselines: majority class and logistic regression (purchase); mean and ridge regression (spend),
 fitted on the same transformed training features the ANN sees.
 """
@@ -66,11 +69,76 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
         "mae": skm.mean_absolute_error(y_true, y_pred),
         "rmse": float(np.sqrt(skm.mean_squared_error(y_true, y_pred))),
         "r2": skm.r2_score(y_true, y_pred) if len(y_true) > 1 else float("nan"),
+        "gini": normalized_gini(y_true, y_pred),
+        "spearman": spearman(y_true, y_pred),
+        "decile_mape": decile_mape(y_true, y_pred),
         "mean_actual": float(y_true.mean()),
         "mean_predicted": float(y_pred.mean()),
         "rows": int(len(y_true)),
     }
     return {k: _round(v) for k, v in out.items()}
+
+
+def normalized_gini(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Gini of the gain curve of ``y_true`` ordered by ``y_pred`` (highest first), divided by that of
+    the perfect order: 1 for a perfect ranking, about 0 for a random one. NaN without positive total."""
+    y_true = np.asarray(y_true, dtype=float)
+    total = y_true.sum()
+    if len(y_true) == 0 or total <= 0:
+        return float("nan")
+
+    def gini(order: np.ndarray) -> float:
+        return 2.0 * float(np.mean(np.cumsum(y_true[order]) / total)) - 1.0
+
+    perfect = gini(np.argsort(-y_true, kind="stable"))
+    return gini(np.argsort(-np.asarray(y_pred, dtype=float), kind="stable")) / perfect if perfect > 0 else float("nan")
+
+
+def spearman(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Spearman's rank correlation (average ranks for ties); NaN when either side is constant."""
+    from scipy.stats import rankdata
+
+    a, b = rankdata(y_true), rankdata(y_pred)
+    if a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def decile_mape(y_true: np.ndarray, y_pred: np.ndarray, bins: int = 10) -> float:
+    """Mean over deciles of the predictions of |mean predicted - mean actual| / mean actual: whether
+    the predictions have the right size where they rank customers. Deciles whose actual mean is 0
+    (no spender among them) have no relative error and are left out."""
+    y_true, y_pred = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+    if len(y_true) < bins:
+        return float("nan")
+    decile = np.minimum((np.argsort(np.argsort(y_pred, kind="stable"), kind="stable") * bins) // len(y_pred), bins - 1)
+    errors = []
+    for d in range(bins):
+        actual = y_true[decile == d].mean()
+        if actual > 0:
+            errors.append(abs(y_pred[decile == d].mean() - actual) / actual)
+    return float(np.mean(errors)) if errors else float("nan")
+
+
+def bootstrap_intervals(statistics, n_rows: int, resamples: int = 1000, seed: int = 0,
+                        level: float = 0.95) -> dict[str, tuple[float, float]]:
+    """Percentile intervals of each figure ``statistics(rows)`` returns (a dict of floats, ``rows``
+    an index array) over ``resamples`` draws of ``n_rows`` rows with replacement. Every figure sees
+    the same draws, so a difference between two models' figures is an interval of its own (paired);
+    draws where a figure is NaN (one class only, say) are left out of its interval."""
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {}
+    for _ in range(resamples):
+        for name, value in statistics(rng.integers(0, n_rows, n_rows)).items():
+            draws.setdefault(name, []).append(float(value) if value is not None else float("nan"))
+    tail = 100 * (1 - level) / 2
+    out = {}
+    for name, values in draws.items():
+        v = np.asarray(values)
+        v = v[np.isfinite(v)]
+        out[name] = (float(np.percentile(v, tail)), float(np.percentile(v, 100 - tail))) if len(v) else (
+            float("nan"), float("nan"))
+    return out
 
 
 def purchase_baselines(

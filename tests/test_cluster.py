@@ -47,6 +47,7 @@ CUSTOMERS, DAYS, START = 20_000, 120, "2024-01-01"
 AS_OF, LOOKBACK, HORIZON = dt.date(2024, 4, 1), 90, 29   # horizon ends on the last generated day
 JOB_TIMEOUT = 420.0                                        # seconds, per job (a loaded 2-core box)
 
+pytestmark = pytest.mark.slow
 needs_java = pytest.mark.skipif(java_home() is None, reason="no Java (JDK 17): cannot start a Spark standalone cluster")
 
 
@@ -291,8 +292,6 @@ def test_features_survive_a_killed_executor(cluster, cluster_shop, cluster_featu
 
 
 @needs_java
-@pytest.mark.skipif(not ((REPO / "jobs" / "train.py").exists() and (REPO / "jobs" / "score.py").exists()),
-                    reason="jobs/train.py and jobs/score.py do not exist yet")
 def test_train_then_score_survives_a_killed_executor(cluster, job_env, cluster_features, timings):
     out, features_run = cluster_features
     _ok(features_run)

@@ -9,9 +9,12 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from pyspark.sql import functions as F
 
 from retail_ann.schemas import AS_OF_DATE
+
+pytestmark = pytest.mark.slow
 
 DELTA_SCRIPT = textwrap.dedent("""
     import json, sys

@@ -1,0 +1,33 @@
+"""The benches run from a checkout, at a tiny size (their figures live in bench/RESULTS.md, not here)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.skipif(not (SHARED / "CDNOW_master.txt.gz").exists(), reason="../shared/data is not here")
+def test_quality_bench_runs_every_data_set_through_the_jobs(tmp_path):
+    out = tmp_path / "quality.json"
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "quality.py"), "--tiny", "--out", str(tmp_path / "q"),
+                           "--json", str(out)], capture_output=True, text=True, timeout=1200, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert [(r["data"], r["split"]) for r in results] == [
+        ("Online Shoppers", "stratified"), ("Online Shoppers", "out_of_time"),
+        ("CDNOW", "customers 80:20 by id hash"), ("Online Retail sample", "customers 80:20 by id hash")]
+    for r in results:
+        auc = r["figures"]["purchase|ANN (retail-ann)|roc_auc"]
+        assert 0 <= auc["value"] <= 1 and auc["ci"][0] <= auc["value"] <= auc["ci"][1]
+        assert any(k.startswith("purchase|ANN - LightGBM|") for k in r["figures"])
+    cdnow = results[2]["figures"]
+    assert {"spend|BG/NBD + Gamma-Gamma|r2", "spend|ANN - BG/NBD + Gamma-Gamma|gini", "purchase|BG/NBD|brier"} <= set(cdnow)
+    assert "| CDNOW | customers 80:20 by id hash" in proc.stdout
