@@ -1,9 +1,10 @@
 """Reading inputs and writing outputs: the storage edge of every job.
 
 Inputs are a file or a directory of Parquet, CSV (header row, optionally gzipped), JSON lines or a
-Delta table; the format comes from the extension or an explicit ``fmt``. Outputs are written
-partitioned with dynamic partition overwrite, so a rerun replaces only its own partitions, and each
-job leaves a JSON manifest beside its partition.
+Delta table; the format comes from the extension or an explicit ``fmt``. Parquet outputs of
+features and score are published partition by partition by ``retail_ann.publish`` (a rerun
+replaces only its own partitions, atomically); Delta outputs use dynamic partition overwrite,
+which Delta's log makes atomic. Each job leaves a JSON manifest beside its partition.
 """
 from __future__ import annotations
 
@@ -52,11 +53,13 @@ def is_local(path: str, spark: SparkSession | None = None) -> bool:
     return default_fs.startswith("file:")
 
 
-def _local_path(path: str) -> Path:
+def local_path(path: str) -> Path:
+    """A local path or ``file:`` URI as a ``Path``."""
     return Path(urlparse(str(path)).path if str(path).startswith("file:") else str(path))
 
 
-def _hadoop_fs(spark: SparkSession, path: str):
+def hadoop_fs(spark: SparkSession, path: str):
+    """(Hadoop ``FileSystem``, Hadoop ``Path``) of ``path`` through the session's JVM."""
     jvm = spark.sparkContext._jvm
     hpath = jvm.org.apache.hadoop.fs.Path(path)
     return hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), hpath
@@ -64,8 +67,8 @@ def _hadoop_fs(spark: SparkSession, path: str):
 
 def path_exists(spark: SparkSession, path: str) -> bool:
     if is_local(path, spark):
-        return _local_path(path).exists()
-    fs, hpath = _hadoop_fs(spark, path)
+        return local_path(path).exists()
+    fs, hpath = hadoop_fs(spark, path)
     return fs.exists(hpath)
 
 
@@ -82,8 +85,8 @@ def infer_format(path: str, fmt: str | None = None) -> str:
     ext = os.path.splitext(name)[1]
     if ext in _EXTENSIONS:
         return _EXTENSIONS[ext]
-    if is_local(path) and _local_path(path).is_dir():
-        local = _local_path(path)
+    if is_local(path) and local_path(path).is_dir():
+        local = local_path(path)
         if (local / "_delta_log").is_dir():
             return "delta"
         for f in sorted(local.rglob("*")):
@@ -162,13 +165,13 @@ def write_table(df: DataFrame, out: str, fmt: str = "parquet") -> None:
 def write_text(spark: SparkSession, path: str, text: str) -> None:
     """Write a small text file to a local path or any Hadoop filesystem (s3a://, hdfs://, ...)."""
     if is_local(path, spark):
-        local = _local_path(path)
+        local = local_path(path)
         local.parent.mkdir(parents=True, exist_ok=True)
         tmp = local.with_name(local.name + ".tmp")
         tmp.write_text(text)
         tmp.replace(local)
         return
-    fs, hpath = _hadoop_fs(spark, path)
+    fs, hpath = hadoop_fs(spark, path)
     stream = fs.create(hpath, True)
     try:
         stream.write(bytearray(text.encode("utf-8")))
@@ -186,8 +189,8 @@ def write_manifest(spark: SparkSession, directory: str, manifest: dict) -> str:
 def read_text(spark: SparkSession, path: str) -> str:
     """A small text file from a local path or any Hadoop filesystem."""
     if is_local(path, spark):
-        return _local_path(path).read_text()
-    fs, hpath = _hadoop_fs(spark, path)
+        return local_path(path).read_text()
+    fs, hpath = hadoop_fs(spark, path)
     stream = fs.open(hpath)
     try:
         return bytes(spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toByteArray(stream)).decode("utf-8")
@@ -201,12 +204,12 @@ def partition_manifests(spark: SparkSession, table: str, partition_col: str) -> 
     A table that no job of ours wrote has none: ``{}``."""
     root = str(table).rstrip("/")
     if is_local(root, spark):
-        local = _local_path(root)
+        local = local_path(root)
         found = [local / MANIFEST_FILE] if (local / MANIFEST_FILE).is_file() else \
             sorted(local.glob(f"{partition_col}=*/{MANIFEST_FILE}"))
         paths = [str(p) for p in found if p.is_file()]
     else:
-        fs, hpath = _hadoop_fs(spark, f"{root}/{MANIFEST_FILE}")
+        fs, hpath = hadoop_fs(spark, f"{root}/{MANIFEST_FILE}")
         if fs.exists(hpath):
             paths = [f"{root}/{MANIFEST_FILE}"]
         else:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -16,6 +17,7 @@ from retail_ann import features as fx
 from retail_ann.config import DemoConfig, FeaturesConfig, GenerateConfig, ScoreConfig, TrainConfig, parse_date
 from retail_ann.errors import InputError
 from retail_ann.logs import stage
+from retail_ann.publish import publish_partitions
 from retail_ann.schemas import (
     AS_OF_DATE, CLICKSTREAM, CUSTOMERS, REJECT_REASON, RAW_TABLES, TRANSACTIONS, WILL_PURCHASE, TableSchema,
     ValidationLimits, split_valid,
@@ -162,25 +164,27 @@ def run_features(
         a.rows = rows = summary["rows"]
     if not rows:
         raise InputError(f"no customer is known before {as_of}: check --as-of against the dates in {transactions}")
+    write_started = time.perf_counter()
+
+    def manifest(staged_rows: int) -> dict:
+        return {
+            "job": "features", "version": __version__, AS_OF_DATE: as_of.isoformat(),
+            "window": {"feature_start": window.feature_start.isoformat(), "as_of": as_of.isoformat(),
+                       "label_end": window.label_end.isoformat()},
+            "config": vars(cfg), "categories": categories, "inputs": {k: v for k, v in inputs.items() if v},
+            "data": data, "labels_complete": labels_complete,
+            "rows": staged_rows, "purchase_rate": round(summary["rate"], 4), "rejected": rejected,
+            "seconds": {"validate": v.seconds, "aggregate": a.seconds, "write": round(time.perf_counter() - write_started, 2)},
+            "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+
     with stage("features.write", log) as w:
-        io.write_partitioned(table, out, AS_OF_DATE)
+        written = publish_partitions(spark, table, out, AS_OF_DATE, [as_of.isoformat()], rows, manifest)
         w.rows = rows
     table.unpersist()
-    manifest = {
-        "job": "features", "version": __version__, AS_OF_DATE: as_of.isoformat(),
-        "window": {"feature_start": window.feature_start.isoformat(), "as_of": as_of.isoformat(),
-                   "label_end": window.label_end.isoformat()},
-        "config": vars(cfg), "categories": categories, "inputs": {k: v for k, v in inputs.items() if v},
-        "data": data, "labels_complete": labels_complete,
-        "rows": rows, "purchase_rate": round(summary["rate"], 4), "rejected": rejected,
-        "seconds": {"validate": v.seconds, "aggregate": a.seconds, "write": w.seconds},
-        "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-    io.write_manifest(spark, f"{out.rstrip('/')}/{partition}", manifest)
-    io.write_success(spark, f"{out.rstrip('/')}/{partition}")
     log.info("features as of %s: %d customers, purchase rate %.3f, %d rejected row(s)",
              as_of, rows, summary["rate"], sum(rejected.values()))
-    return manifest
+    return written
 
 
 def _limits(cfg: FeaturesConfig) -> ValidationLimits:

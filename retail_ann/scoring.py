@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -31,6 +32,7 @@ from retail_ann.config import ScoreConfig
 from retail_ann.errors import InputError
 from retail_ann.logs import stage
 from retail_ann.preprocessing import column_types_of
+from retail_ann.publish import publish_partitions
 from retail_ann.schemas import (
     AS_OF_DATE, CORRUPT_RECORD, MODEL_VERSION, PREDICTED_SPEND, PURCHASE_PROBABILITY, REJECT_REASON, SCORED_AT,
     WILL_PURCHASE, is_blank, with_reject_reason,
@@ -245,30 +247,39 @@ def score_table(
     if rows_in == 0:
         raise InputError(f"no rows to score in {features}" + (f" for {AS_OF_DATE} {as_of}" if as_of else "")
                          + (f"; {n_rejected} rejected to {rejected_to}" if n_rejected else ""))
+    write_started = time.perf_counter()
+
+    def manifest(rows_out: int) -> dict:
+        seconds = round(time.perf_counter() - write_started, 2)
+        return {
+            "job": "score", "model_version": artifact.version, "model_dir": str(model_dir), "engine": cfg.engine,
+            "spec_hash": hashlib.sha256(artifact.spec.to_json().encode()).hexdigest()[:16], "features": features,
+            "as_of_dates": [d.isoformat() for d in dates], "rows_in": rows_in, "rows_out": rows_out,
+            "batch_rows": cfg.batch_rows, "rows_rejected": n_rejected, **({"rejected_to": rejected_to} if n_rejected else {}),
+            "seconds": seconds, "rows_per_s": round(rows_in / max(seconds, 1e-9)),
+            "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+
     previous = spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch")
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.batch_rows))
     try:
         with stage("score.write", log) as s:
-            io.write_partitioned(predictions, out, AS_OF_DATE, cfg.output_format)
+            if cfg.output_format == "parquet":
+                written = publish_partitions(spark, predictions, out, AS_OF_DATE, [d.isoformat() for d in dates],
+                                             rows_in, manifest)
+            else:   # Delta: its transaction log makes the overwrite of the dates atomic
+                io.write_partitioned(predictions, out, AS_OF_DATE, cfg.output_format)
+                rows_out = io.read_table(spark, out, cfg.output_format).where(F.col(AS_OF_DATE).isin(*dates)).count()
+                if rows_out != rows_in:
+                    raise RuntimeError(f"scored {rows_out} rows for {rows_in} input rows")
+                written = manifest(rows_out)
+                for d in dates:
+                    partition = f"{out.rstrip('/')}/{AS_OF_DATE}={d.isoformat()}"
+                    io.write_manifest(spark, partition, written)
+                    io.write_success(spark, partition)
             s.rows = rows_in
     finally:
         spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", previous)
-    written = io.read_table(spark, out, cfg.output_format).where(F.col(AS_OF_DATE).isin(*dates))
-    rows_out = written.count()
-    if rows_out != rows_in:
-        raise RuntimeError(f"scored {rows_out} rows for {rows_in} input rows")
-    manifest = {
-        "job": "score", "model_version": artifact.version, "model_dir": str(model_dir), "engine": cfg.engine,
-        "spec_hash": hashlib.sha256(artifact.spec.to_json().encode()).hexdigest()[:16], "features": features, "as_of_dates": [d.isoformat() for d in dates],
-        "rows_in": rows_in, "rows_out": rows_out, "batch_rows": cfg.batch_rows,
-        "rows_rejected": n_rejected, **({"rejected_to": rejected_to} if n_rejected else {}),
-        "seconds": s.seconds, "rows_per_s": round(rows_in / max(s.seconds, 1e-9)),
-        "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-    for d in dates:
-        partition = f"{out.rstrip('/')}/{AS_OF_DATE}={d.isoformat()}"
-        io.write_manifest(spark, partition, manifest)
-        io.write_success(spark, partition)
     log.info("scored %d rows with model %s (%s engine) at %d rows/s", rows_in, artifact.version, cfg.engine,
-             manifest["rows_per_s"])
-    return manifest
+             written["rows_per_s"])
+    return written

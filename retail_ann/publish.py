@@ -1,0 +1,227 @@
+"""Publishing partitions of an output table so that a killed job never leaves one half-written.
+
+Spark's dynamic partition overwrite deletes a partition before it moves the new files in, so a kill
+in between loses the old partition and strands the new one in ``.spark-staging-*``. Instead, for
+the partitions ``values`` of ``OUT`` partitioned by ``col``:
+
+1. a journal ``OUT/_publish/<run>.json`` (state ``writing``, the values) is written first;
+2. Spark writes the rows under ``OUT/_publish/<run>/`` (``col=<value>/`` directories);
+3. the staged row count is checked, and each staged partition gets its ``_manifest.json`` (with
+   the run id) and ``_SUCCESS``: they describe the partition they sit in;
+4. the journal turns ``swapping``; each partition is swapped in: on a local Linux disk by one
+   atomic exchange of the two directories (``renameat2(RENAME_EXCHANGE)``), elsewhere by two
+   renames (old aside, new in; HDFS renames are atomic, so a reader sees the old partition, for an
+   instant none, then the new one, never a mix);
+5. the old copies, the staging directory and the journal are removed.
+
+Before step 1 every run recovers what an earlier run left for the same partitions: a ``writing``
+journal (killed during Spark's write) is rolled back (its staging removed, the live partitions
+untouched), a ``swapping`` one is rolled forward (each partition whose ``_manifest.json`` does not
+carry that run's id gets the staged copy). Journals of other partitions are left alone, so runs for
+different dates may share ``OUT``. On object stores, where a rename is a copy, use Delta instead
+(its log is the atomic publish); there ``_SUCCESS`` and the manifest mark a complete partition.
+
+``STEP_HOOK`` (``None``) is called with each step's name: tests stop the process there.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+
+from pyspark.sql import DataFrame, SparkSession
+
+from retail_ann import io
+
+log = logging.getLogger(__name__)
+
+PUBLISH_DIR = "_publish"
+RUN_KEY = "publish_run"
+STEP_HOOK: Callable[[str], None] | None = None
+
+
+def _step(name: str) -> None:
+    if STEP_HOOK is not None:
+        STEP_HOOK(name)
+
+
+class _Storage:
+    """The few directory operations publishing needs, on a local disk or any Hadoop filesystem."""
+
+    def __init__(self, spark: SparkSession, root: str) -> None:
+        self.spark = spark
+        self.local = io.is_local(root, spark)
+
+    def exists(self, path: str) -> bool:
+        return io.path_exists(self.spark, path)
+
+    def list_dirs(self, path: str) -> list[str]:
+        if self.local:
+            p = io.local_path(path)
+            return sorted(c.name for c in p.iterdir() if c.is_dir()) if p.is_dir() else []
+        fs, hpath = io.hadoop_fs(self.spark, path)
+        if not fs.exists(hpath):
+            return []
+        return sorted(s.getPath().getName() for s in fs.listStatus(hpath) if s.isDirectory())
+
+    def list_files(self, path: str, suffix: str) -> list[str]:
+        if self.local:
+            p = io.local_path(path)
+            return sorted(c.name for c in p.iterdir() if c.is_file() and c.name.endswith(suffix)) if p.is_dir() else []
+        fs, hpath = io.hadoop_fs(self.spark, path)
+        if not fs.exists(hpath):
+            return []
+        return sorted(s.getPath().getName() for s in fs.listStatus(hpath)
+                      if s.isFile() and s.getPath().getName().endswith(suffix))
+
+    def rename(self, src: str, dst: str) -> None:
+        if self.local:
+            io.local_path(dst).parent.mkdir(parents=True, exist_ok=True)
+            os.rename(io.local_path(src), io.local_path(dst))
+            return
+        fs, hsrc = io.hadoop_fs(self.spark, src)
+        _, hdst = io.hadoop_fs(self.spark, dst)
+        fs.mkdirs(hdst.getParent())
+        if not fs.rename(hsrc, hdst):
+            raise OSError(f"could not rename {src} to {dst}")
+
+    def exchange(self, a: str, b: str) -> bool:
+        """Swap two existing directories in one atomic step where the filesystem can (local Linux);
+        False where it cannot, and nothing was changed."""
+        if not self.local or _RENAMEAT2 is None:
+            return False
+        rc = _RENAMEAT2(_AT_FDCWD, os.fsencode(io.local_path(a)), _AT_FDCWD, os.fsencode(io.local_path(b)),
+                        _RENAME_EXCHANGE)
+        return rc == 0
+
+    def delete(self, path: str) -> None:
+        if self.local:
+            p = io.local_path(path)
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            elif p.exists():
+                p.unlink()
+            return
+        fs, hpath = io.hadoop_fs(self.spark, path)
+        fs.delete(hpath, True)
+
+
+def _renameat2():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_RENAMEAT2 = _renameat2()
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def publish_partitions(
+    spark: SparkSession, df: DataFrame, out: str, col: str, values: list[str], expected_rows: int,
+    manifest: Callable[[int], dict],
+) -> dict:
+    """Write ``df`` (partitioned by ``col``, holding exactly the partitions ``values``) into ``out``,
+    replacing those partitions as described in the module docstring; each gets ``manifest(rows
+    staged)`` plus this run's id, and ``_SUCCESS``. Raises ``RuntimeError`` (nothing published)
+    when the staged row count is not ``expected_rows``. Returns the manifest written."""
+    out = str(out).rstrip("/")
+    store = _Storage(spark, out)
+    values = sorted({str(v) for v in values})
+    recover(spark, out, col, values)
+    run = uuid.uuid4().hex[:12]
+    root = f"{out}/{PUBLISH_DIR}"
+    staging, journal = f"{root}/{run}", f"{root}/{run}.json"
+    _write_journal(spark, journal, {"run": run, "col": col, "values": values, "state": "writing"})
+    _step("journal-written")
+    df.write.mode("overwrite").partitionBy(col).parquet(staging)
+    _step("staged")
+    staged = sorted(d.split("=", 1)[1] for d in store.list_dirs(staging) if d.startswith(f"{col}="))
+    rows = spark.read.parquet(staging).count() if staged else 0   # Parquet footers: no data read
+    if staged != values or rows != expected_rows:
+        store.delete(staging)
+        store.delete(journal)
+        raise RuntimeError(f"staged {rows} rows in partitions {staged} for {expected_rows} rows in {values}: "
+                           "nothing published")
+    written = {**manifest(rows), RUN_KEY: run}
+    for value in values:
+        partition = f"{staging}/{col}={value}"
+        io.write_manifest(spark, partition, written)
+        io.write_success(spark, partition)
+    _write_journal(spark, journal, {"run": run, "col": col, "values": values, "state": "swapping"})
+    _step("swapping")
+    _roll_forward(spark, store, out, col, run, values)
+    _step("swapped")
+    store.delete(staging)
+    store.delete(journal)
+    return written
+
+
+def recover(spark: SparkSession, out: str, col: str, values: list[str]) -> None:
+    """Finish or undo what an interrupted publish left for any of the partitions ``values``."""
+    out = str(out).rstrip("/")
+    store = _Storage(spark, out)
+    root = f"{out}/{PUBLISH_DIR}"
+    wanted = {str(v) for v in values}
+    journals = {name.removesuffix(".json") for name in store.list_files(root, ".json")}
+    for run in sorted(journals):
+        state = json.loads(io.read_text(spark, f"{root}/{run}.json"))
+        if not wanted & set(state["values"]):
+            continue   # another date's run, perhaps still going
+        if state["state"] == "swapping":
+            log.warning("finishing the interrupted publish %s of %s=%s in %s", run, col, ",".join(state["values"]), out)
+            _roll_forward(spark, store, out, col, run, state["values"])
+        else:
+            log.warning("removing the unfinished write %s of %s=%s in %s (the published partitions are as they were)",
+                        run, col, ",".join(state["values"]), out)
+        store.delete(f"{root}/{run}")
+        store.delete(f"{root}/{run}.json")
+    # staging without a journal (listed again now: a run that started meanwhile wrote its journal first)
+    journals = {name.removesuffix(".json") for name in store.list_files(root, ".json")}
+    for name in store.list_dirs(root):
+        if name not in journals:
+            store.delete(f"{root}/{name}")
+    for name in store.list_dirs(out):    # what dynamic partition overwrite left behind in earlier versions
+        if name.startswith(".spark-staging-"):
+            store.delete(f"{out}/{name}")
+
+
+def _roll_forward(spark: SparkSession, store: _Storage, out: str, col: str, run: str, values: list[str]) -> None:
+    """Swap each staged partition of ``run`` in, unless the live one already is it."""
+    for value in values:
+        live, staged = f"{out}/{col}={value}", f"{out}/{PUBLISH_DIR}/{run}/{col}={value}"
+        if _run_of(spark, live) == run:
+            continue
+        if not store.exists(staged):
+            raise RuntimeError(f"publish {run}: neither {live} nor its staged copy holds the new rows")
+        if store.exists(live):
+            if store.exchange(staged, live):   # the staged path now holds the old rows, deleted with it
+                continue
+            aside = f"{out}/{PUBLISH_DIR}/{run}/old/{col}={value}"
+            store.rename(live, aside)
+            _step("old-aside")
+        store.rename(staged, live)
+
+
+def _run_of(spark: SparkSession, partition: str) -> str | None:
+    path = f"{partition}/{io.MANIFEST_FILE}"
+    if not io.path_exists(spark, path):
+        return None
+    try:
+        return json.loads(io.read_text(spark, path)).get(RUN_KEY)
+    except ValueError:
+        return None
+
+
+def _write_journal(spark: SparkSession, path: str, state: dict) -> None:
+    io.write_text(spark, path, json.dumps(state))
