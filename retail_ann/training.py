@@ -3,7 +3,7 @@
 Public API
 ----------
 ``train_table(spark, features_path, out_dir, cfg, fmt=None, test_path=None) -> dict``
-    Read the table (``retail_ann.io.read_table``), refuse partitions whose manifest says their
+    Read the table (``retail_ann.inputs.read_table``), refuse partitions whose manifest says their
     labels are incomplete, sample at most ``cfg.sample_rows`` rows to the driver through Arrow
     (deterministic: rows ordered by a hash of id, as_of_date and ``cfg.data_seed``), then
     ``train_frame``. ``test_path``: a table whose rows are the test rows (all of
@@ -78,7 +78,8 @@ def train_table(spark, features_path: str, out_dir: str, cfg: TrainConfig, fmt: 
     With ``test_path`` the metrics and report are on that table's rows (a later cutoff, or customers
     the caller held out) and every row of ``features_path`` trains; else ``cfg.split`` of them are
     held out."""
-    from retail_ann.io import partition_manifests, read_table
+    from retail_ann.inputs import read_table
+    from retail_ann.io import partition_manifests
 
     paths = {"train": features_path, **({"test": test_path} if test_path else {})}
     windows = {k: label_windows(partition_manifests(spark, p, AS_OF_DATE), cfg) for k, p in paths.items()}
@@ -251,7 +252,7 @@ def train_frame(pdf: pd.DataFrame, out_dir: str, cfg: TrainConfig, data_info: di
 
     if SPEND in tasks:
         s_train, s_test = s[train_idx], s[test_idx]
-        info, spend_models, spend_hist = _train_spend(keras, rows, s_train, y if PURCHASE in tasks else None, s,
+        info, spend_models, spend_hist = _train_spend(keras, rows, s_train, y_train if PURCHASE in tasks else None,
                                                       models, cfg)
         info["label"] = spend_label
         models.update(spend_models)
@@ -673,9 +674,10 @@ def _train_regressor(keras, name: str, rows: TrainingRows, target: np.ndarray, c
     return merge_members(model), history, _validation_predictions(model, rows)
 
 
-def _train_spend(keras, rows: TrainingRows, s: np.ndarray, y_all, s_all, models: dict, cfg: TrainConfig):
-    """Train the spend network(s) on ``rows`` with spend ``s``; returns (spend info for the spec,
-    new models, histories)."""
+def _train_spend(keras, rows: TrainingRows, s: np.ndarray, y: np.ndarray | None, models: dict, cfg: TrainConfig):
+    """Train the spend network(s) on ``rows`` with spend ``s`` (and purchase label ``y``, of the
+    same training rows: whether the purchase net can be the gate is decided without the test
+    rows); returns (spend info for the spec, new models, histories)."""
     info: dict[str, Any] = {"target": cfg.spend_target}
     new_models: dict[str, Any] = {}
     hist: dict[str, dict] = {}
@@ -697,8 +699,8 @@ def _train_spend(keras, rows: TrainingRows, s: np.ndarray, y_all, s_all, models:
             raise InputError(f"too few rows with positive spend to train the spend model: {int((buy & fit).sum())} "
                              f"(need at least {MIN_BUYERS}, and 2 in each validation fold)")
         gate = None
-        if PURCHASE in models and y_all is not None:
-            agree = float(np.mean(y_all == (s_all > 0)))
+        if PURCHASE in models and y is not None:
+            agree = float(np.mean(y == (s > 0)))
             if agree >= GATE_AGREEMENT:
                 gate = PURCHASE
             else:

@@ -367,5 +367,12 @@ def test_a_given_test_table_is_the_test_set_and_every_training_row_trains(spark,
     assert (x[late["spend_past"].to_numpy() > early["spend_past"].max()] == 1.0).all()   # clipped: fitted on early rows
     assert spec.transform(early)[:, spec.feature_names.index("spend_past")].max() == pytest.approx(1.0)
     assert "test rows: `" in (out / "model_card.md").read_text()
+    # nothing of the test rows reaches the spec, the weights, the threshold or early stopping: other
+    # test rows (labels flipped, features shifted) give the same model, bit for bit
+    other = late.assign(**{WILL_PURCHASE: 1 - late[WILL_PURCHASE], FUTURE_SPEND: late[FUTURE_SPEND] * 3 + 1,
+                           "visits": late["visits"] + 50})
+    r1 = train_frame(early, str(tmp_path / "m3"), TrainConfig(**FAST, report=False), test_pdf=late)
+    r2 = train_frame(early, str(tmp_path / "m4"), TrainConfig(**FAST, report=False), test_pdf=other)
+    assert r2["version"] == r1["version"] and r2["purchase"]["ann"]["roc_auc"] != r1["purchase"]["ann"]["roc_auc"]
     with pytest.raises(InputError, match="the test table lacks column\\(s\\) of the training table: visits"):
         train_frame(early, str(tmp_path / "m2"), TrainConfig(**FAST), test_pdf=late.drop(columns=["visits"]))
