@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from collections.abc import Callable, Sequence
 
@@ -71,12 +72,14 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    from retail_ann.pipeline import run_features
+    from retail_ann.pipeline import check_features_request, run_features
 
     as_of = parse_date(args.as_of, "--as-of")
     categories = [c.strip() for c in args.categories.split(",") if c.strip()] if args.categories else None
     cfg = _config(FeaturesConfig, args, "features", {
         "lookback_days": args.lookback_days, "horizon_days": args.horizon_days, "categories": categories})
+    check_features_request(cfg, as_of, args.out, {"transactions": args.transactions, "clickstream": args.clickstream,
+                                                  "customers": args.customers})   # before a session starts
     run_features(_session(args, "features"), cfg, as_of, args.transactions, args.out,
                  clickstream=args.clickstream, customers=args.customers, fmt=args.format)
     return EXIT_OK
@@ -239,21 +242,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    from pyspark.errors import AnalysisException
+def _unreadable_file(e: BaseException) -> str | None:
+    """What to say when Spark failed reading one of the input files (a truncated or corrupt Parquet
+    file among good ones is found only when its rows are read): the file and the reader's reason."""
+    text = str(e)
+    found = re.search(r"\[FAILED_READ_FILE[.\w]*\] Encountered error while reading file (\S+?)\.?\s", text)
+    if not found:
+        return None
+    cause = re.findall(r"Caused by: [\w.$]+(?:Exception|Error): (.+)", text)
+    reason = cause[-1].strip() if cause else "unreadable"
+    return f"cannot read input file {found.group(1)}: {reason}"
 
+
+def _run(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Exit 2 for what the user can fix (``InputError``, an unreadable input file), 1 for the rest:
+    an ``AnalysisException`` that reaches this far comes from our own code (the user's mistakes are
+    turned into ``InputError`` where they are made), and a scheduler should retry or page, not
+    blame the input."""
     try:
         return handler(args)
     except InputError as e:
         log.debug("bad input", exc_info=True)
         print(f"retail-ann {args.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except AnalysisException as e:
-        log.debug("spark rejected the input", exc_info=True)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"retail-ann {args.command}: error: {first}", file=sys.stderr)
-        return EXIT_BAD_INPUT
     except Exception as e:  # the one place that turns any failure into exit 1 and one line
+        unreadable = _unreadable_file(e)
+        if unreadable:
+            log.debug("unreadable input file", exc_info=True)
+            print(f"retail-ann {args.command}: error: {unreadable}", file=sys.stderr)
+            return EXIT_BAD_INPUT
         log.debug("failure", exc_info=True)
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         print(f"retail-ann {args.command}: failed: {type(e).__name__}: {first}", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -90,10 +91,14 @@ class DemoConfig:
         _require(start < as_of, "as_of must fall after start")
 
 
-def parse_date(value: str, what: str = "date"):
-    """Parse YYYY-MM-DD or raise ``ConfigError`` naming the argument."""
+def parse_date(value: str, what: str = "date") -> dt.date:
+    """Parse a YYYY-MM-DD date (only that form: Python also reads ``20240701`` and ``2024-W27-1``)
+    or raise ``ConfigError`` naming the argument."""
+    text = str(value)
     try:
-        return dt.date.fromisoformat(str(value))
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            raise ValueError(text)
+        return dt.date.fromisoformat(text)
     except ValueError:
         raise ConfigError(f"{what}: {value!r} is not a date in YYYY-MM-DD form") from None
 

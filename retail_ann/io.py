@@ -14,25 +14,14 @@ import os
 from pathlib import Path
 from urllib.parse import urlparse
 
-from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import types as T
 
-from retail_ann.errors import InputError
-from retail_ann.schemas import CORRUPT_RECORD
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("parquet", "csv", "json", "delta", "text")   # text: one row per line, column ``value``
-_EXTENSIONS = {
-    ".parquet": "parquet", ".pq": "parquet",
-    ".csv": "csv", ".txt": "csv", ".tsv": "csv",
-    ".json": "json", ".jsonl": "json", ".ndjson": "json",
-}
 QUARANTINE_DIR = "_rejected"
 MANIFEST_FILE = "_manifest.json"
 SUCCESS_FILE = "_SUCCESS"
-_MALFORMED = "__retail_ann_malformed_line"   # where Spark puts malformed JSON lines before the rename
 
 
 def is_local(path: str, spark: SparkSession | None = None) -> bool:
@@ -58,6 +47,80 @@ def local_path(path: str) -> Path:
     return Path(urlparse(str(path)).path if str(path).startswith("file:") else str(path))
 
 
+def data_files(spark: SparkSession | None, path: str, limit: int | None = None) -> list[str]:
+    """The files of ``path`` (itself, for a file) that may hold data, sorted: none below a hidden
+    ``_``/``.`` directory, none named so (``_SUCCESS``, ``_delta_log``, ``.crc`` files, quarantine)."""
+    root = str(path).rstrip("/")
+    found: list[str] = []
+    if spark is None or is_local(root, spark):
+        local = local_path(root)
+        if local.is_file():
+            return [root]
+        for d, dirs, files in os.walk(local):
+            dirs[:] = sorted(x for x in dirs if not x.startswith(("_", ".")))
+            found += [os.path.join(d, f) for f in sorted(files) if not f.startswith(("_", "."))]
+            if limit and len(found) >= limit:
+                break
+        return sorted(found)[:limit] if limit else sorted(found)
+    fs, hpath = hadoop_fs(spark, root)
+    if fs.isFile(hpath):
+        return [root]
+    prefix = hpath.toString().rstrip("/") + "/"
+    files = fs.listFiles(hpath, True)
+    while files.hasNext():
+        name = files.next().getPath().toString()
+        if not any(part.startswith(("_", ".")) for part in name.removeprefix(prefix).split("/")):
+            found.append(name)
+            if limit and len(found) >= limit:
+                break
+    return sorted(found)
+
+
+def read_first_line(spark: SparkSession, path: str) -> str:
+    """The first line of a file on any Hadoop filesystem, decompressed by its extension's codec."""
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    fs, hpath = hadoop_fs(spark, path)
+    stream = fs.open(hpath)
+    codec = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(conf).getCodec(hpath)
+    if codec is not None:
+        stream = codec.createInputStream(stream)
+    reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, "UTF-8"))
+    try:
+        return reader.readLine() or ""
+    finally:
+        reader.close()
+
+
+def parquet_nanos_columns(spark: SparkSession, path: str) -> list[str]:
+    """Top-level columns of a Parquet file whose footer says TIMESTAMP(NANOS) (pandas' and pyarrow's
+    default); read through Parquet's own footer reader, so any Hadoop filesystem works. ``[]``
+    without a JVM (Spark Connect)."""
+    try:
+        jvm = spark.sparkContext._jvm
+        conf = spark.sparkContext._jsc.hadoopConfiguration()
+    except Exception:  # Spark Connect
+        return []
+    _, hpath = hadoop_fs(spark, path)
+    reader = jvm.org.apache.parquet.hadoop.ParquetFileReader.open(
+        jvm.org.apache.parquet.hadoop.util.HadoopInputFile.fromPath(hpath, conf))
+    try:
+        schema = reader.getFooter().getFileMetaData().getSchema()
+    finally:
+        reader.close()
+    return [f.getName() for f in schema.getFields()
+            if f.isPrimitive() and "TIMESTAMP(NANOS" in str(f.getLogicalTypeAnnotation())]
+
+
+def is_inside(path: str, directory: str) -> bool:
+    """Whether ``path`` is ``directory`` or lies below it (local paths resolved, URIs compared as text)."""
+    if is_local(path) and is_local(directory):
+        p, d = local_path(path).resolve(), local_path(directory).resolve()
+        return d.is_dir() and (p == d or d in p.parents)
+    p, d = str(path).rstrip("/"), str(directory).rstrip("/")
+    return p == d or p.startswith(d + "/")
+
+
 def hadoop_fs(spark: SparkSession, path: str):
     """(Hadoop ``FileSystem``, Hadoop ``Path``) of ``path`` through the session's JVM."""
     jvm = spark.sparkContext._jvm
@@ -70,83 +133,6 @@ def path_exists(spark: SparkSession, path: str) -> bool:
         return local_path(path).exists()
     fs, hpath = hadoop_fs(spark, path)
     return fs.exists(hpath)
-
-
-def infer_format(path: str, fmt: str | None = None) -> str:
-    """The input format: ``fmt`` when given, else from the file extension (``.csv.gz`` is csv), else
-    from the files inside a local directory, else Parquet."""
-    if fmt:
-        if fmt not in FORMATS:
-            raise InputError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-        return fmt
-    name = str(path).rstrip("/").lower()
-    for suffix in (".gz", ".bz2", ".snappy"):
-        name = name.removesuffix(suffix)
-    ext = os.path.splitext(name)[1]
-    if ext in _EXTENSIONS:
-        return _EXTENSIONS[ext]
-    if is_local(path) and local_path(path).is_dir():
-        local = local_path(path)
-        if (local / "_delta_log").is_dir():
-            return "delta"
-        for f in sorted(local.rglob("*")):
-            if f.is_file() and not f.name.startswith(("_", ".")):
-                return infer_format(str(f))
-    return "parquet"
-
-
-def read_table(spark: SparkSession, path: str, fmt: str | None = None) -> DataFrame:
-    """Read a table; a missing path, a directory without data files or a Parquet type Spark cannot
-    read is an ``InputError``.
-
-    CSV columns arrive as strings (the schema cast in ``schemas.conform`` decides what parses), with
-    ``_corrupt_record`` holding the text of a line whose field count differs from the header's (its
-    fields cannot be trusted to line up; validation rejects it as a malformed record); for JSON it
-    holds a line that does not parse. An input with a column of that name is refused. Spark only
-    checks the count when it parses every column, hence ``spark.sql.csv.parser.columnPruning.enabled``
-    false among the session's required settings.
-    """
-    if not path_exists(spark, path):
-        raise InputError(f"input not found: {path}")
-    fmt = infer_format(path, fmt)
-    try:
-        if fmt == "csv":
-            sep = "\t" if str(path).lower().removesuffix(".gz").endswith(".tsv") else ","
-            reader = spark.read.option("header", True).option("sep", sep).option("mode", "PERMISSIVE")
-            header = reader.csv(path).columns
-            _refuse_reserved_column(path, header)
-            df = reader.schema(T.StructType([T.StructField(c, T.StringType()) for c in header]
-                                            + [T.StructField(CORRUPT_RECORD, T.StringType())])).csv(path)
-        elif fmt == "json":
-            # malformed lines go to a column no input names, so a real _corrupt_record key is told apart
-            df = spark.read.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", _MALFORMED).json(path)
-            _refuse_reserved_column(path, df.columns)
-            if _MALFORMED in df.columns:
-                df = df.withColumnRenamed(_MALFORMED, CORRUPT_RECORD)
-        else:
-            df = spark.read.format(fmt).load(path)
-    except AnalysisException as e:
-        raise InputError(_unreadable(path, fmt, e)) from None
-    log.info("read %s (%s): %d columns", path, fmt, len(df.columns))
-    return df
-
-
-def _refuse_reserved_column(path: str, columns: list[str]) -> None:
-    if CORRUPT_RECORD in columns:
-        raise InputError(f"{path} has a column named {CORRUPT_RECORD}, the name the reader gives "
-                         "the text of malformed lines; rename that column")
-
-
-def _unreadable(path: str, fmt: str, e: AnalysisException) -> str:
-    """A clear message for the read errors bad inputs cause; any other error is raised as it is."""
-    condition = e.getCondition()
-    if condition == "UNABLE_TO_INFER_SCHEMA":
-        return f"no {fmt} data under {path} (an empty directory, or only hidden _/. files?)"
-    if condition == "PARQUET_TYPE_ILLEGAL" and "NANOS" in str(e):
-        return (f"{path} holds nanosecond timestamps (Parquet TIMESTAMP(NANOS)), which Spark cannot read; "
-                "write microseconds instead, e.g. pandas to_parquet(..., coerce_timestamps='us', "
-                "allow_truncated_timestamps=True)")
-    raise e
 
 
 def write_partitioned(df: DataFrame, out: str, partition_col: str, fmt: str = "parquet") -> None:

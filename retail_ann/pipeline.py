@@ -12,7 +12,7 @@ import time
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from retail_ann import __version__, datagen, io
+from retail_ann import __version__, datagen, inputs, io
 from retail_ann import features as fx
 from retail_ann.config import DemoConfig, FeaturesConfig, GenerateConfig, ScoreConfig, TrainConfig, parse_date
 from retail_ann.errors import InputError
@@ -50,7 +50,7 @@ def load_validated(
     out: str, partition: str, fmt: str | None = None,
 ) -> tuple[DataFrame, int, dict]:
     """Read a raw table and ``validated`` it."""
-    return validated(spark, io.read_table(spark, path, fmt), schema, limits, out, partition, path)
+    return validated(spark, inputs.read_table(spark, path, fmt), schema, limits, out, partition, path)
 
 
 def validated(
@@ -121,6 +121,22 @@ def run_import(spark: SparkSession, fmt: str, path: str, out: str, cfg: Features
     return manifest
 
 
+def check_features_request(cfg: FeaturesConfig, as_of: dt.date, out: str, inputs: dict[str, str | None]) -> None:
+    """What can be known wrong before any work: a window past the calendar's end, an ``out`` that
+    is a file or lies inside an input directory (the next run would read its own output)."""
+    try:
+        fx.FeatureWindow(as_of, cfg.lookback_days, cfg.horizon_days, cfg.recent_days).label_end
+        as_of - dt.timedelta(days=cfg.lookback_days)
+    except OverflowError:
+        raise InputError(f"--as-of {as_of} with --lookback-days {cfg.lookback_days} and --horizon-days "
+                         f"{cfg.horizon_days} runs past the calendar (0001-01-01..9999-12-31)") from None
+    if io.is_local(out) and io.local_path(out).is_file():
+        raise InputError(f"--out {out} is a file; give a directory")
+    for name, path in inputs.items():
+        if path and io.is_inside(out, path):
+            raise InputError(f"--out {out} is inside the {name} input {path}: the next run would read its own output")
+
+
 def run_features(
     spark: SparkSession, cfg: FeaturesConfig, as_of: dt.date, transactions: str, out: str,
     clickstream: str | None = None, customers: str | None = None, fmt: str | None = None,
@@ -130,12 +146,13 @@ def run_features(
     Rows failing validation go to ``out/_rejected/<table>/as_of_date=<as_of>/`` and are counted in
     the manifest; a rerun for the same date replaces that partition only.
     """
+    inputs = {TRANSACTIONS.name: transactions, CLICKSTREAM.name: clickstream, CUSTOMERS.name: customers}
+    check_features_request(cfg, as_of, out, inputs)
     window = fx.FeatureWindow(as_of, cfg.lookback_days, cfg.horizon_days, cfg.recent_days)
     limits = _limits(cfg)
     partition = f"{AS_OF_DATE}={as_of.isoformat()}"
     rejected: dict[str, int] = {}
     data: dict[str, dict] = {}
-    inputs = {TRANSACTIONS.name: transactions, CLICKSTREAM.name: clickstream, CUSTOMERS.name: customers}
     frames: dict[str, DataFrame] = {}
     with stage("features.validate", log) as v:
         for name, path in inputs.items():

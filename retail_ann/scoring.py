@@ -26,7 +26,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from retail_ann import io
+from retail_ann import inputs, io
 from retail_ann.artifact import PURCHASE, SPEND, Artifact, NetworkRunner, load_artifact
 from retail_ann.config import ScoreConfig
 from retail_ann.errors import InputError
@@ -232,7 +232,7 @@ def score_table(
     with ``_manifest.json``; returns the manifest."""
     with stage("score.load", log):
         artifact = load_artifact(model_dir)
-        df = io.read_table(spark, features, fmt)
+        df = inputs.read_table(spark, features, fmt)
         check_compatible(df, artifact, cfg.id_col, as_of)
         source, rejected = split_scorable(df, cfg.id_col, as_of)
         predictions = score_dataframe(spark, source, artifact, cfg.id_col, as_of, cfg.engine)
@@ -269,7 +269,7 @@ def score_table(
                                              rows_in, manifest)
             else:   # Delta: its transaction log makes the overwrite of the dates atomic
                 io.write_partitioned(predictions, out, AS_OF_DATE, cfg.output_format)
-                rows_out = io.read_table(spark, out, cfg.output_format).where(F.col(AS_OF_DATE).isin(*dates)).count()
+                rows_out = inputs.read_table(spark, out, cfg.output_format).where(F.col(AS_OF_DATE).isin(*dates)).count()
                 if rows_out != rows_in:
                     raise RuntimeError(f"scored {rows_out} rows for {rows_in} input rows")
                 written = manifest(rows_out)

@@ -27,6 +27,11 @@ REQUIRED_CONF = {
     "spark.sql.sources.partitionOverwriteMode": "dynamic",
     "spark.sql.csv.parser.columnPruning.enabled": "false",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
+    # pandas/pyarrow Parquet holds TIMESTAMP(NANOS), which Spark refuses: read as longs, and
+    # inputs.read_table makes them timestamps again from the footer
+    "spark.sql.legacy.parquet.nanosAsLong": "true",
+    # our own timestamps as Parquet's standard INT64 microseconds, not Spark's legacy INT96
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
 }
 
 # Delta Lake for pyspark 4.0.x, resolved from Maven Central at session start when a job writes Delta.

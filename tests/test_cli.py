@@ -3,6 +3,7 @@ and one clear line with exit code 2 for bad input."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -63,6 +64,9 @@ def test_features_job_writes_partition_manifest_and_quarantine(spark, raw, tmp_p
     (["--as-of", "2024-13-01"], "--as-of: '2024-13-01' is not a date"),
     (["--as-of", "2020-01-01"], "no customer is known before 2020-01-01"),
     (["--lookback-days", "0"], "lookback_days must be positive"),
+    (["--as-of", "20240701"], "--as-of: '20240701' is not a date in YYYY-MM-DD form"),
+    (["--as-of", "2024-W27-1"], "--as-of: '2024-W27-1' is not a date in YYYY-MM-DD form"),
+    (["--as-of", "9999-12-31"], "--as-of 9999-12-31 with --lookback-days 60 and --horizon-days 30 runs past the calendar"),
 ])
 def test_bad_input_exits_2_with_one_line(raw, tmp_path, capsys, change, message):
     args = features_args(raw, tmp_path / "out")
@@ -73,6 +77,21 @@ def test_bad_input_exits_2_with_one_line(raw, tmp_path, capsys, change, message)
     errors = [line for line in err.splitlines() if line.startswith("retail-ann features: error:")]
     assert len(errors) == 1 and message in errors[0]
     assert "Traceback" not in err
+
+
+def test_an_out_that_is_a_file_or_inside_an_input_is_refused_before_spark_starts(raw, tmp_path, capsys):
+    (tmp_path / "taken").write_text("x")
+    (raw / "clicks").mkdir()
+    (raw / "clicks" / "part.jsonl").write_text(CLICKS_JSON + "\n")
+    for out, clicks, message in ((tmp_path / "taken", raw / "clicks.jsonl", "is a file; give a directory"),
+                                 (raw / "clicks" / "features", raw / "clicks", "is inside the clickstream input")):
+        args = features_args(raw, out)
+        args[args.index("--clickstream") + 1] = str(clicks)
+        started = time.time()
+        assert main(args) == 2
+        assert message in capsys.readouterr().err.strip().splitlines()[-1]
+        assert time.time() - started < 2   # no session, no work
+    assert not (raw / "clicks" / "features").exists()
 
 
 def test_missing_column_is_named(raw, tmp_path, capsys):
@@ -121,3 +140,22 @@ def test_demo_runs_the_whole_pipeline_and_prints_its_figures(spark, tmp_path, ca
     assert (out / "predictions" / f"{AS_OF_DATE}=2024-11-01" / "_SUCCESS").exists()
     version = (out / "model" / "VERSION").read_text().strip()
     assert {r[0] for r in predictions.select("model_version").distinct().collect()} == {version}
+
+
+def test_an_analysis_error_in_our_own_code_is_exit_1_and_an_unreadable_input_file_exit_2(spark, tmp_path, capsys):
+    """A scheduler retries exit 1 and blames the input for exit 2: Spark's analysis errors that reach
+    the CLI come from our code (the user's are turned into input errors where they arise)."""
+    import argparse
+
+    from retail_ann.cli import _run
+
+    assert _run(lambda a: spark.range(1).select("no_such_column").collect(), argparse.Namespace(command="score")) == 1
+    assert "failed: AnalysisException" in capsys.readouterr().err
+    tx = tmp_path / "tx"
+    spark.createDataFrame([("c1", "o1", 1, 2.0)], "customer_id string, order_id string, quantity int, unit_price double") \
+        .selectExpr("*", "timestamp'2024-02-10 10:00:00' as ts").write.parquet(str(tx))
+    (tx / "part-99999-truncated.parquet").write_bytes(b"PAR1 cut off here")
+    assert main(["features", "--transactions", str(tx), "--as-of", "2024-03-01", "--out", str(tmp_path / "out")]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("retail-ann features: error: cannot read input file ")
+    assert "part-99999-truncated.parquet" in last and "is not a Parquet file" in last

@@ -43,6 +43,11 @@ def test_every_customer_scored_exactly_once(spark, shop, scored):
     assert {r[0] for r in preds.select(MODEL_VERSION).distinct().collect()} == {scored["manifest"]["model_version"]}
     assert (scored["out"] / "as_of_date=2024-07-01" / "_SUCCESS").exists()
     assert (scored["out"] / "as_of_date=2024-07-01" / "_manifest.json").exists()
+    # Parquet's standard microsecond timestamps, not Spark's legacy INT96 (which pandas reads as naive nanoseconds)
+    import pyarrow.parquet as pq
+
+    part = next((scored["out"] / "as_of_date=2024-07-01").glob("part-*.parquet"))
+    assert str(pq.read_schema(part).field(SCORED_AT).type) == "timestamp[us, tz=UTC]"
 
 
 def test_decision_uses_the_stored_threshold(spark, scored, trained_model):
@@ -181,7 +186,7 @@ def test_rows_without_id_or_date_are_quarantined_and_text_dates_are_read(spark, 
 def test_malformed_csv_lines_are_rejected_not_scored(spark, tmp_path):
     """A feature table exported as CSV, with a line that has one field too many: it is rejected with
     its text, and the reader's _corrupt_record column never reaches the scorer."""
-    from retail_ann.io import read_table
+    from retail_ann.inputs import read_table
     from retail_ann.schemas import CORRUPT_RECORD
     from retail_ann.scoring import split_scorable
 

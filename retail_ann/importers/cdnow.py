@@ -14,7 +14,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from retail_ann import io
+from retail_ann import inputs
 from retail_ann.importers.dates import iso_timestamp
 from retail_ann.schemas import CORRUPT_RECORD, CUSTOMER_ID, ORDER_ID, PRODUCT_CATEGORY, QUANTITY, TS, UNIT_PRICE
 
@@ -24,7 +24,7 @@ CATEGORY = "cd"
 
 def read(spark: SparkSession, path: str) -> DataFrame:
     """The log's lines (column ``value``)."""
-    return io.read_table(spark, path, "text")
+    return inputs.read_table(spark, path, "text")
 
 
 def to_tables(raw: DataFrame) -> dict[str, DataFrame]:

@@ -21,7 +21,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from retail_ann import io
+from retail_ann import inputs
 from retail_ann.importers.dates import iso_timestamp, parse_timestamp
 from retail_ann.schemas import (
     CORRUPT_RECORD, CUSTOMER_ID, LOCATION, ORDER_ID, PRODUCT_CATEGORY, QUANTITY, TS, UNIT_PRICE, TableSchema,
@@ -36,7 +36,7 @@ DATE_PATTERNS = ["M/d/yy H:mm", "M/d/yyyy H:mm", "yyyy-MM-dd HH:mm:ss", "yyyy-MM
 
 
 def read(spark: SparkSession, path: str) -> DataFrame:
-    return io.read_table(spark, path, "csv")
+    return inputs.read_table(spark, path, "csv")
 
 
 def to_tables(raw: DataFrame) -> dict[str, DataFrame]:
