@@ -529,6 +529,7 @@ def transactions_batch(plan: ShopPlan, chunk: int) -> pa.RecordBatch:
 
     rows = np.concatenate([np.arange(cat.size), back])
     is_return = np.arange(rows.size) >= cat.size
+    line_no = np.arange(cat.size) - np.repeat(_starts(n_lines), n_lines) + 1   # a return keeps its line's
     ids, digits = _customer_ids(plan, cust)
     return pa.RecordBatch.from_arrays(
         [
@@ -538,6 +539,7 @@ def transactions_batch(plan: ShopPlan, chunk: int) -> pa.RecordBatch:
             _strings(plan.cfg.categories, cat[rows]),
             pa.array(np.where(is_return, -back_qty[rows], qty[rows]).astype(np.int32), pa.int32()),
             pa.array(price[rows], pa.float64()),
+            pa.array(line_no[rows]).cast(pa.string()),
         ],
         schema=_ARROW_SCHEMAS[S.TRANSACTIONS.name],
     )

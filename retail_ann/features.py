@@ -236,6 +236,14 @@ def dedupe_customers(customers: DataFrame) -> tuple[DataFrame, DataFrame]:
     return unique, duplicates
 
 
+def split_duplicate_rows(df: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """Split ``df`` into one copy of each distinct row and the repeats (alike in every column), which
+    the caller quarantines: an exported line repeated whole would otherwise count twice."""
+    copy = F.row_number().over(SparkWindow.partitionBy(*df.columns).orderBy(*df.columns))
+    ranked = df.withColumn("_copy", copy)
+    return ranked.where(F.col("_copy") == 1).drop("_copy"), ranked.where(F.col("_copy") > 1).drop("_copy")
+
+
 def signed_up_before(w: FeatureWindow) -> Column:
     """Customers table rows whose signup puts them in the universe on its own."""
     return F.col(SIGNUP_DATE).isNotNull() & (F.col(SIGNUP_DATE) < F.lit(w.as_of))

@@ -159,6 +159,9 @@ def run_features(
             if path is not None:
                 frames[name], rejected[name], data[name] = load_validated(
                     spark, path, RAW_TABLES[name], limits, out, partition, fmt)
+        frames[TRANSACTIONS.name], repeats = fx.split_duplicate_rows(frames[TRANSACTIONS.name])
+        rejected["transactions_duplicates"] = io.write_quarantine(
+            spark, repeats.withColumn(REJECT_REASON, F.lit("duplicate row")), out, "transactions_duplicates", partition)
         if CUSTOMERS.name in frames:
             frames[CUSTOMERS.name], duplicates = fx.dedupe_customers(frames[CUSTOMERS.name])
             dup_rows = duplicates.withColumn(REJECT_REASON, F.lit("duplicate customer_id"))

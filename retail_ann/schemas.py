@@ -20,6 +20,7 @@ TS = "ts"
 PRODUCT_CATEGORY = "product_category"
 QUANTITY = "quantity"
 UNIT_PRICE = "unit_price"
+LINE_ID = "line_id"       # optional: tells apart lines of one order alike in every other column
 SESSION_ID = "session_id"
 PAGE_TYPE = "page_type"
 DURATION_S = "duration_s"
@@ -72,6 +73,7 @@ TRANSACTIONS = TableSchema(
         T.StructField(PRODUCT_CATEGORY, T.StringType(), True),
         T.StructField(QUANTITY, T.IntegerType(), False),
         T.StructField(UNIT_PRICE, T.DoubleType(), False),
+        T.StructField(LINE_ID, T.StringType(), True),
     ]),
     required=(CUSTOMER_ID, ORDER_ID, TS, QUANTITY, UNIT_PRICE),
     time_column=TS,
@@ -144,7 +146,8 @@ def _raw(name: str) -> str:
 
 
 def conform(df: DataFrame, schema: TableSchema) -> tuple[DataFrame, set[str]]:
-    """Select the schema's columns in order, cast with ``try_cast`` (unparseable values become null).
+    """Select the schema's columns in order, text trimmed, cast with ``_cast`` (unparseable values
+    become null).
 
     Returns the frame and the names of the columns whose input type differed from the schema's:
     for those the raw text is kept as ``_raw_<col>`` so validation can tell a missing value from an
@@ -159,18 +162,37 @@ def conform(df: DataFrame, schema: TableSchema) -> tuple[DataFrame, set[str]]:
         if field.name not in df.columns:
             cols.append(F.lit(None).cast(field.dataType).alias(field.name))
         elif df.schema[field.name].dataType == field.dataType:
-            cols.append(F.col(field.name))
+            text = isinstance(field.dataType, T.StringType)
+            cols.append((F.trim(F.col(field.name)) if text else F.col(field.name)).alias(field.name))
         else:
-            source = F.col(field.name)
-            if isinstance(field.dataType, (T.DateType, T.TimestampType)) and not isinstance(
-                    df.schema[field.name].dataType, (T.StringType, T.DateType, T.TimestampType, T.TimestampNTZType)):
-                source = source.cast(T.StringType())   # Spark cannot cast a number to a date: parse its text
-            cols.append(source.try_cast(field.dataType).alias(field.name))
+            cols.append(_cast(F.col(field.name), df.schema[field.name].dataType, field.dataType).alias(field.name))
             cols.append(F.col(field.name).cast(T.StringType()).alias(_raw(field.name)))
             with_raw.add(field.name)
     if CORRUPT_RECORD in df.columns:
         cols.append(F.col(CORRUPT_RECORD))
     return df.select(*cols), with_raw
+
+
+_ISO_DATE_START = r"^\s*[+-]?\d{4,}-\d{1,2}-\d{1,2}"
+
+
+def _cast(source: Column, given: T.DataType, wanted: T.DataType) -> Column:
+    """``source`` (of type ``given``) as ``wanted``, null where it does not parse:
+    - text is trimmed (``' C00000002 '`` is customer ``C00000002``);
+    - an integer from text goes through a double, so a float export's ``1.0`` is 1 (a fractional
+      ``1.5`` truncates here and is rejected as non-integral by its rule);
+    - a date or timestamp from text needs year, month and day (Spark reads ``2024`` as 2024-01-01);
+      from a number its text is parsed (Spark cannot cast a number to a date), so it is rejected."""
+    if isinstance(wanted, (T.DateType, T.TimestampType)):
+        if isinstance(given, (T.DateType, T.TimestampType, T.TimestampNTZType)):
+            return source.try_cast(wanted)
+        text = source.cast(T.StringType())
+        return F.when(text.rlike(_ISO_DATE_START), F.trim(text).try_cast(wanted))
+    if isinstance(given, T.StringType):
+        source = F.trim(source)
+        if isinstance(wanted, (T.IntegerType, T.LongType)):
+            return source.try_cast(T.DoubleType()).try_cast(wanted)
+    return source.try_cast(wanted)
 
 
 def _not_finite(c: Column) -> Column:

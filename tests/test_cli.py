@@ -94,6 +94,20 @@ def test_an_out_that_is_a_file_or_inside_an_input_is_refused_before_spark_starts
     assert not (raw / "clicks" / "features").exists()
 
 
+def test_a_line_repeated_whole_is_quarantined_once_not_counted_twice(spark, raw, tmp_path):
+    lines = TX_CSV.splitlines()
+    (raw / "dup.csv").write_text("\n".join(lines + [lines[1], lines[1]]) + "\n")   # c1's first order, twice more
+    args = features_args(raw, tmp_path / "out")
+    args[args.index("--transactions") + 1] = str(raw / "dup.csv")
+    assert main(args) == 0
+    manifest = json.loads((tmp_path / "out" / "as_of_date=2024-03-01" / "_manifest.json").read_text())
+    assert manifest["rejected"]["transactions_duplicates"] == 2
+    c1 = spark.read.parquet(str(tmp_path / "out")).where(f"{CUSTOMER_ID} = 'c1'").first()
+    assert c1["gross_spend"] == pytest.approx(20.0) and c1["n_orders"] == 1
+    dups = spark.read.parquet(str(tmp_path / "out" / "_rejected" / "transactions_duplicates" / "as_of_date=2024-03-01"))
+    assert [r.reject_reason for r in dups.collect()] == ["duplicate row", "duplicate row"]
+
+
 def test_missing_column_is_named(raw, tmp_path, capsys):
     (raw / "bad.csv").write_text("customer_id,order_id,when,quantity,unit_price\nc1,o1,2024-01-01,1,2\n")
     args = features_args(raw, tmp_path / "out")

@@ -56,7 +56,7 @@ CUSTOMER_ROWS = [
 @pytest.fixture(scope="module")
 def tables(spark):
     return (
-        spark.createDataFrame(TX_ROWS, TRANSACTIONS.struct),
+        spark.createDataFrame([r + (None,) for r in TX_ROWS], TRANSACTIONS.struct),   # no line_id
         spark.createDataFrame(CLICK_ROWS, CLICKSTREAM.struct),
         spark.createDataFrame(CUSTOMER_ROWS, CUSTOMERS.struct),
     )

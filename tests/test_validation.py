@@ -11,6 +11,24 @@ from retail_ann.schemas import (
 TX_COLUMNS = ["customer_id", "order_id", "ts", "product_category", "quantity", "unit_price", "extra"]
 
 
+def test_exports_are_not_silently_reinterpreted(spark):
+    """Padded ids are one customer; a float export's integral quantity is a quantity and a fractional
+    one a reject; a year alone is no timestamp (Spark reads ``2024`` as 2024-01-01)."""
+    rows = [
+        (" c1 ", "o1", "2024-01-02 10:00:00", " books", "1.0", "9.5", "x"),
+        ("c1", "o2", " 2024-01-03T10:00:00Z", "books", "2", "9.5", "x"),
+        ("c2", "o3", "2024-01-02 10:00:00", "books", "1.5", "9.5", "x"),
+        ("c2", "o4", "2024", "books", "1", "9.5", "x"),
+        ("c2", "o5", "2024-01", "books", "1", "9.5", "x"),
+        ("c2", "o6", "1e0", "books", "1", "9.5", "x"),
+    ]
+    valid, rejected = split_valid(spark.createDataFrame(rows, TX_COLUMNS), TRANSACTIONS)
+    got = {r.order_id: (r.customer_id, r.product_category, r.quantity) for r in valid.collect()}
+    assert got == {"o1": ("c1", "books", 1), "o2": ("c1", "books", 2)}
+    assert {r.order_id: r[REJECT_REASON] for r in rejected.collect()} == {
+        "o3": "non-integral quantity", "o4": "unparseable ts", "o5": "unparseable ts", "o6": "unparseable ts"}
+
+
 def test_transactions_split_with_reasons(spark):
     rows = [
         ("c1", "o1", "2024-01-02 10:00:00", "books", "2", "9.5", "x"),       # good
@@ -84,9 +102,9 @@ def test_typed_input_is_validated_without_raw_text(spark):
     nullable = T.StructType([T.StructField(f.name, f.dataType, True) for f in TRANSACTIONS.struct])
     when = dt.datetime(2024, 1, 2, 10)
     df = spark.createDataFrame([
-        ("c1", "o1", when, "books", 1, 2.0),
-        (None, "o2", when, None, 1, 3.0),
-        ("c2", "o3", None, None, 2, float("nan")),
+        ("c1", "o1", when, "books", 1, 2.0, None),
+        (None, "o2", when, None, 1, 3.0, None),
+        ("c2", "o3", None, None, 2, float("nan"), None),
     ], nullable)
     conformed, with_raw = conform(df, TRANSACTIONS)
     assert with_raw == set() and not [c for c in conformed.columns if c.startswith("_raw_")]
@@ -104,7 +122,7 @@ def test_fractional_counts_are_rejected_not_truncated(spark):
         ("c1", "o1", "2024-01-02 10:00:00", "books", 2.0, 9.5),
         ("c1", "o2", "2024-01-02 10:00:00", "books", 1.7, 9.5),
         ("c1", "o3", "2024-01-02 10:00:00", "books", -1.0, 9.5),
-    ], TRANSACTIONS.columns)
+    ], TRANSACTIONS.columns[:6])
     valid, rejected = split_valid(df, TRANSACTIONS)
     assert sorted((r.order_id, r.quantity) for r in valid.collect()) == [("o1", 2), ("o3", -1)]
     assert [(r.order_id, r.quantity, r[REJECT_REASON]) for r in rejected.collect()] == [

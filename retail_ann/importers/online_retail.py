@@ -9,7 +9,8 @@ invoice line, ``InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,C
   (``D``, a cancellation line) lowers net spend and counts as a return.
 - ``ts`` ← ``InvoiceDate``: ``12/1/10 8:26``, ``12/1/2010 8:26`` or ISO; read as UTC.
 - ``quantity``, ``unit_price`` ← ``Quantity``, ``UnitPrice``; ``product_category`` stays empty (the
-  log has none).
+  log has none); ``line_id`` ← ``StockCode``, so two products of one invoice with the same quantity
+  and price are two lines, while a line repeated whole is a duplicate (``features`` quarantines it).
 - customers: ``location`` ← the ``Country`` of the customer's first invoice line (ties: alphabetical
   first), known from their first event on: a country taken from all their lines (the most frequent,
   say) would let lines after a feature cutoff reach a feature. No ``signup_date``: the log has none,
@@ -24,7 +25,7 @@ from pyspark.sql import types as T
 from retail_ann import inputs
 from retail_ann.importers.dates import iso_timestamp, parse_timestamp
 from retail_ann.schemas import (
-    CORRUPT_RECORD, CUSTOMER_ID, LOCATION, ORDER_ID, PRODUCT_CATEGORY, QUANTITY, TS, UNIT_PRICE, TableSchema,
+    CORRUPT_RECORD, CUSTOMER_ID, LINE_ID, LOCATION, ORDER_ID, PRODUCT_CATEGORY, QUANTITY, TS, UNIT_PRICE, TableSchema,
     check_columns, is_blank,
 )
 
@@ -49,7 +50,9 @@ def to_tables(raw: DataFrame) -> dict[str, DataFrame]:
         customer.alias(CUSTOMER_ID), F.col("InvoiceNo").alias(ORDER_ID),
         iso_timestamp(F.trim(F.col("InvoiceDate")), DATE_PATTERNS).alias(TS),
         F.lit(None).cast(T.StringType()).alias(PRODUCT_CATEGORY),
-        F.col("Quantity").alias(QUANTITY), F.col("UnitPrice").alias(UNIT_PRICE), *malformed)
+        F.col("Quantity").alias(QUANTITY), F.col("UnitPrice").alias(UNIT_PRICE),
+        (F.trim(F.col("StockCode")) if "StockCode" in raw.columns else F.lit(None).cast(T.StringType())).alias(LINE_ID),
+        *malformed)
     country = F.trim(F.col("Country")) if "Country" in raw.columns else F.lit(None).cast(T.StringType())
     lines = raw.where(F.col(CORRUPT_RECORD).isNull()) if malformed else raw
     dated = (lines.select(customer.alias(CUSTOMER_ID), country.alias(LOCATION),
