@@ -19,6 +19,7 @@ One path turns transformed features into predictions, whoever computes the netwo
 from __future__ import annotations
 
 import hashlib
+import json
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ SPEC_FILE = "feature_spec.json"
 METRICS_FILE = "metrics.json"
 CARD_FILE = "model_card.md"
 VERSION_FILE = "VERSION"
+CHECKSUM_FILE = "CHECKSUMS.json"   # sha256 of every file scoring reads, the .keras files included
 
 NetworkRunner = Callable[[str, np.ndarray], np.ndarray]
 """``run(network_name, x) -> outputs``: one network's output for transformed rows ``x``."""
@@ -55,6 +57,7 @@ class Artifact:
     spec: FeatureSpec
     weights: dict[str, dict[str, np.ndarray]]
     version: str
+    checked: frozenset[str] = frozenset()   # files whose checksum load_artifact verified
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -145,7 +148,33 @@ def load_artifact(model_dir: str | Path) -> Artifact:
     expected = content_hash(spec_text, weights)
     if version != expected:
         raise InputError(f"model directory {p}: VERSION {version or '(missing)'} does not match its content ({expected})")
-    return Artifact(path=str(p), spec=spec, weights=weights, version=version)
+    return Artifact(path=str(p), spec=spec, weights=weights, version=version, checked=_verify_checksums(p))
+
+
+def file_checksums(directory: Path, names: Iterable[str]) -> dict[str, str]:
+    """sha256 of each named file of ``directory``."""
+    return {n: hashlib.sha256((directory / n).read_bytes()).hexdigest() for n in sorted(names)}
+
+
+def _verify_checksums(directory: Path) -> frozenset[str]:
+    """The files ``CHECKSUMS.json`` lists and the directory holds, each checked; a file that differs
+    is an ``InputError`` (a ``.keras`` copied over another is found here: VERSION covers the spec and
+    weights only). A listed file may be absent (``.keras`` files left out of a numpy-only
+    deployment): it is not in the result, so the keras engine refuses it. A directory without
+    ``CHECKSUMS.json`` (written before it existed) has nothing checked."""
+    path = directory / CHECKSUM_FILE
+    if not path.is_file():
+        return frozenset()
+    try:
+        listed = json.loads(path.read_text())
+    except ValueError as e:
+        raise InputError(f"{path} is not valid JSON: {e}") from None
+    present = [name for name in listed if (directory / name).is_file()]
+    for name, digest in file_checksums(directory, present).items():
+        if digest != listed[name]:
+            raise InputError(f"model directory {directory}: {name} is changed since training (its checksum in "
+                             "CHECKSUMS.json differs); retrain, or restore the file")
+    return frozenset(present)
 
 
 def content_hash(spec_json: str, weights: Mapping[str, Mapping[str, np.ndarray]]) -> str:

@@ -177,6 +177,7 @@ def score_batches(
         for batch in batches:
             n = batch.num_rows
             preds = artifact.predict_matrix(artifact.spec.transform(batch), run)
+            check_predictions(preds, artifact.path)
             cols = {id_col: batch.column(id_col)}
             cols.update({k: pa.array(v) for k, v in preds.items()})
             cols[MODEL_VERSION] = pa.array([artifact.version] * n, pa.string())
@@ -186,6 +187,19 @@ def score_batches(
             else:
                 cols[AS_OF_DATE] = batch.column(AS_OF_DATE).cast(pa.date32())
             yield pa.RecordBatch.from_arrays([cols[f.name] for f in schema], schema=schema)
+
+
+def check_predictions(preds: dict[str, np.ndarray], model: str) -> None:
+    """Fail the batch (and so the job) on a probability outside [0, 1] or a non-finite or negative
+    spend: networks that give them are not the ones trained together (a file copied over another)."""
+    p = preds.get(PURCHASE_PROBABILITY)
+    if p is not None and not (np.isfinite(p) & (p >= 0) & (p <= 1)).all():
+        bad = p[~(np.isfinite(p) & (p >= 0) & (p <= 1))]
+        raise ValueError(f"model {model} gave {bad.size} purchase probabilities outside [0, 1] or not finite "
+                         f"(e.g. {float(bad[0])!r}): its networks do not belong together")
+    s = preds.get(PREDICTED_SPEND)
+    if s is not None and not (np.isfinite(s) & (s >= 0)).all():
+        raise ValueError(f"model {model} gave non-finite or negative spend: its networks do not belong together")
 
 
 def _ship(spark: SparkSession, artifact: Artifact):
@@ -209,6 +223,10 @@ def score_dataframe(
         absent = [f"model_{n}.keras" for n in artifact.weights if not Path(artifact.path, f"model_{n}.keras").is_file()]
         if absent:
             raise InputError(f"the keras engine needs {', '.join(absent)} in {artifact.path}")
+        unchecked = [f"model_{n}.keras" for n in artifact.weights if f"model_{n}.keras" not in artifact.checked]
+        if unchecked:
+            raise InputError(f"{artifact.path} has no checksums for {', '.join(unchecked)} (trained before "
+                             "retail-ann wrote CHECKSUMS.json): retrain it, or score with --engine numpy")
     df = with_date_as_of(df)
     needed = [id_col, *artifact.spec.input_columns]
     if as_of is None:

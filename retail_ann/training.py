@@ -49,7 +49,8 @@ import pandas as pd
 from retail_ann.config import TrainConfig
 from retail_ann.errors import InputError
 from retail_ann.artifact import (
-    CARD_FILE, METRICS_FILE, PURCHASE, SPEC_FILE, SPEND, SPEND_GATE, VERSION_FILE, content_hash, predictions,
+    CARD_FILE, CHECKSUM_FILE, METRICS_FILE, PURCHASE, SPEC_FILE, SPEND, SPEND_GATE, VERSION_FILE, content_hash,
+    file_checksums, predictions,
 )
 from retail_ann.model import forward, save_weights_npz
 from retail_ann.preprocessing import FeatureSpec
@@ -753,6 +754,9 @@ def _write_artifact(out_dir: str, spec_json: str, models: dict, weights: dict, m
         (tmp / CARD_FILE).write_text(report.model_card(context))
         if cfg.report:
             report.write_report(tmp, context)
+        scored_files = [SPEC_FILE, *[f"{kind}_{name}.{ext}" for name in models
+                                     for kind, ext in (("model", "keras"), ("weights", "npz"))]]
+        (tmp / CHECKSUM_FILE).write_text(json.dumps(file_checksums(tmp, scored_files), indent=1) + "\n")
         (tmp / VERSION_FILE).write_text(context["version"] + "\n")
         os.chmod(tmp, 0o755)
         _replace_dir(tmp, out)

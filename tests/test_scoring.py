@@ -231,3 +231,21 @@ def test_repeated_keys_stop_the_job_before_writing(spark, shop, trained_model, t
     manifest = score_table(spark, str(tmp_path / "two_dates"), str(trained_model["dir"]), str(out), ScoreConfig())
     assert manifest["rows_in"] == features.count() + 2
     assert manifest["as_of_dates"] == ["2024-07-01", "2024-08-01"]
+
+
+def test_a_keras_file_copied_over_another_is_refused_and_impossible_outputs_fail_the_batch(trained_model, tmp_path):
+    import shutil
+
+    from retail_ann.scoring import check_predictions
+
+    copy = tmp_path / "model"
+    shutil.copytree(trained_model["dir"], copy)
+    assert {"model_purchase.keras", "weights_spend.npz", "feature_spec.json"} <= load_artifact(str(copy)).checked
+    shutil.copy(copy / "model_spend.keras", copy / "model_purchase.keras")   # VERSION does not cover .keras
+    with pytest.raises(InputError, match="model_purchase.keras is changed since training"):
+        load_artifact(str(copy))
+    with pytest.raises(ValueError, match="1 purchase probabilities outside \\[0, 1\\] or not finite \\(e.g. 1.8"):
+        check_predictions({PURCHASE_PROBABILITY: np.array([0.2, 1.8])}, str(copy))
+    with pytest.raises(ValueError, match="non-finite or negative spend"):
+        check_predictions({PREDICTED_SPEND: np.array([1.0, np.nan])}, str(copy))
+    check_predictions({PURCHASE_PROBABILITY: np.array([0.0, 1.0]), PREDICTED_SPEND: np.array([0.0, 3.5])}, str(copy))
