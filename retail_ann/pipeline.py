@@ -173,7 +173,8 @@ def run_features(
         log.warning("labels incomplete: the label window [%s, %s) ends after the data does (last transaction %s); "
                     "buyers of the missing days are labelled non-buyers, so train refuses this partition "
                     "unless told --allow-incomplete-labels", as_of, window.label_end, data_end)
-    categories = cfg.categories or fx.top_categories(frames[TRANSACTIONS.name], window, cfg.max_categories)
+    categories = list(dict.fromkeys(fx.fold_category(c) for c in cfg.categories)) or fx.top_categories(
+        frames[TRANSACTIONS.name], window, cfg.max_categories)
     table = fx.build_features(
         frames[TRANSACTIONS.name], window, categories,
         clickstream=frames.get(CLICKSTREAM.name), customers=frames.get(CUSTOMERS.name),

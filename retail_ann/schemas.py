@@ -162,15 +162,22 @@ def conform(df: DataFrame, schema: TableSchema) -> tuple[DataFrame, set[str]]:
         if field.name not in df.columns:
             cols.append(F.lit(None).cast(field.dataType).alias(field.name))
         elif df.schema[field.name].dataType == field.dataType:
-            text = isinstance(field.dataType, T.StringType)
-            cols.append((F.trim(F.col(field.name)) if text else F.col(field.name)).alias(field.name))
+            value = F.trim(F.col(field.name)) if isinstance(field.dataType, T.StringType) else F.col(field.name)
+            cols.append((fold_category(value) if field.name == PRODUCT_CATEGORY else value).alias(field.name))
         else:
-            cols.append(_cast(F.col(field.name), df.schema[field.name].dataType, field.dataType).alias(field.name))
+            value = _cast(F.col(field.name), df.schema[field.name].dataType, field.dataType)
+            cols.append((fold_category(value) if field.name == PRODUCT_CATEGORY else value).alias(field.name))
             cols.append(F.col(field.name).cast(T.StringType()).alias(_raw(field.name)))
             with_raw.add(field.name)
     if CORRUPT_RECORD in df.columns:
         cols.append(F.col(CORRUPT_RECORD))
     return df.select(*cols), with_raw
+
+
+def fold_category(c: Column) -> Column:
+    """A product category in lower case, runs of white space one space (``features.fold_category``
+    is the same rule in Python): ``Books`` and ``books`` are one category."""
+    return F.lower(F.trim(F.regexp_replace(c, r"\s+", " ")))
 
 
 _ISO_DATE_START = r"^\s*[+-]?\d{4,}-\d{1,2}-\d{1,2}"

@@ -173,3 +173,21 @@ def test_an_analysis_error_in_our_own_code_is_exit_1_and_an_unreadable_input_fil
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("retail-ann features: error: cannot read input file ")
     assert "part-99999-truncated.parquet" in last and "is not a Parquet file" in last
+
+
+def test_odd_category_names_fold_into_one_and_never_stop_the_job(spark, raw, tmp_path):
+    """Books beside books, two non-ASCII names that slug alike, a 100 KB name: one run, distinct columns."""
+    long = "x" * 100_000
+    tx = "\n".join(["customer_id,order_id,ts,product_category,quantity,unit_price",
+                    "c1,o1,2024-02-10 10:00:00,Books,1,10.0", "c1,o2,2024-02-11 10:00:00, books ,1,5.0",
+                    "c2,o3,2024-02-12 10:00:00,électronique,1,7.0", "c2,o4,2024-02-13 10:00:00,ëlectronique,1,8.0",
+                    f"c3,o5,2024-02-14 10:00:00,{long},1,9.0"]) + "\n"
+    (raw / "odd.csv").write_text(tx)
+    args = features_args(raw, tmp_path / "out")
+    args[args.index("--transactions") + 1] = str(raw / "odd.csv")
+    assert main(args) == 0
+    table = spark.read.parquet(str(tmp_path / "out"))
+    spend = [c for c in table.columns if c.startswith("spend_cat_") and c != "spend_cat_other_categories"]
+    assert len(spend) == 4 and max(len(c) for c in spend) <= len("spend_cat_") + 40
+    c1 = table.where(f"{CUSTOMER_ID} = 'c1'").first()
+    assert c1["spend_cat_books"] == pytest.approx(15.0)
