@@ -7,7 +7,6 @@ import pytest
 from pyspark.sql import functions as F
 
 from retail_ann import features as fx
-from retail_ann.errors import InputError
 from retail_ann.schemas import (
     AS_OF_DATE, CLICKSTREAM, CUSTOMER_ID, CUSTOMERS, FUTURE_SPEND, TRANSACTIONS, TS, WILL_PURCHASE,
 )
