@@ -1,14 +1,16 @@
 """``retail-ann`` command line: one subcommand per pipeline step, plus ``demo``.
 
-Exit codes: 0 success, 1 internal failure, 2 bad input or bad arguments. Errors are one line on
-stderr (``--log-level DEBUG`` adds the traceback).
+Exit codes: 0 success, 1 internal failure, 2 bad input or bad arguments, 143 stopped by SIGTERM.
+Errors are one line on stderr (``--log-level DEBUG`` adds the traceback).
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import re
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 
 from retail_ann import __version__
@@ -21,6 +23,7 @@ from retail_ann.logs import configure_logging
 log = logging.getLogger("retail_ann")
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_TERMINATED = 128 + signal.SIGTERM   # 143, as a shell reports a process SIGTERM ended
 
 
 def _common(p: argparse.ArgumentParser, job: str) -> None:
@@ -277,10 +280,47 @@ def _run(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace)
         return EXIT_FAILURE
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived (a scheduler's timeout or kill): not an ``Exception``, so no handler inside
+    the job mistakes it for a failure of its own."""
+
+
+def _terminate(signum, frame) -> None:
+    # The JVM may have the signal too: py4j then logs every broken call with its traceback at INFO
+    # on the root logger. Nothing after this point is worth an INFO line.
+    logging.getLogger().setLevel(logging.WARNING)
+    raise Terminated()
+
+
+def _stop_spark_quietly() -> None:
+    """Stop the session, if any, with Spark's own logging silenced: its tasks die with the job."""
+    from pyspark import SparkContext
+
+    sc = SparkContext._active_spark_context
+    if sc is None:
+        return
+    try:
+        sc.setLogLevel("OFF")
+        sc.stop()
+    except Exception:  # the JVM may be going down already (it got the signal too)
+        log.debug("stopping Spark after SIGTERM", exc_info=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level)
-    return _run(args.handler, args)
+    previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() \
+        else None
+    try:
+        return _run(args.handler, args)
+    except Terminated:
+        _stop_spark_quietly()
+        print(f"retail-ann {args.command}: stopped by SIGTERM; the outputs it had not published are left as they "
+              "were, and the next run repairs what it left", file=sys.stderr)
+        return EXIT_TERMINATED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -191,3 +191,28 @@ def test_odd_category_names_fold_into_one_and_never_stop_the_job(spark, raw, tmp
     assert len(spend) == 4 and max(len(c) for c in spend) <= len("spend_cat_") + 40
     c1 = table.where(f"{CUSTOMER_ID} = 'c1'").first()
     assert c1["spend_cat_books"] == pytest.approx(15.0)
+
+
+@pytest.mark.slow
+def test_sigterm_stops_spark_and_says_one_line_with_exit_143(shop, tmp_path):
+    """What Airflow sends on a timeout, to the whole process group (the JVM too): no stack traces."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "retail_ann.cli", "features", "--transactions", str(shop["raw"] / "transactions"),
+            "--clickstream", str(shop["raw"] / "clickstream"), "--as-of", "2024-07-01", "--out", str(tmp_path / "out"),
+            "--master", "local[1]"]
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    seen = []
+    for line in proc.stderr:   # signal once the job is at work inside Spark
+        seen.append(line)
+        if "retail_ann.spark: spark session" in line:
+            break
+    os.killpg(proc.pid, signal.SIGTERM)
+    seen += proc.stderr.readlines()
+    assert proc.wait(timeout=120) == 143
+    assert seen[-1].startswith("retail-ann features: stopped by SIGTERM")
+    assert not [line for line in seen if "Traceback" in line or line.startswith("\tat ")]
+    assert not (tmp_path / "out" / "as_of_date=2024-07-01").exists()
