@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.accumulators import AccumulatorParam
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -163,19 +165,51 @@ def _pinned_threads():
     return threadpool_limits(limits=1)
 
 
+class ValueCounts(AccumulatorParam):
+    """Spark accumulator of ``{column: [nulls, non-finite values]}``, summed across tasks."""
+
+    def zero(self, value: dict) -> dict:
+        return {}
+
+    def addInPlace(self, a: dict, b: dict) -> dict:
+        for column, (nulls, non_finite) in b.items():
+            have = a.setdefault(column, [0, 0])
+            have[0] += nulls
+            have[1] += non_finite
+        return a
+
+
+def count_imputed(batch: pa.RecordBatch, columns: list[str]) -> dict[str, list[int]]:
+    """``{column: [nulls, NaN or ±inf]}`` of the numeric inputs of one batch: the values scoring
+    imputes. Vectorised Arrow kernels over the batch the transform reads anyway."""
+    counts = {}
+    for name in columns:
+        col = batch.column(name)
+        non_finite = 0
+        if pa.types.is_floating(col.type):
+            non_finite = int(pc.sum(pc.or_(pc.is_nan(col), pc.is_inf(col))).as_py() or 0)
+        if col.null_count or non_finite:
+            counts[name] = [col.null_count, non_finite]
+    return counts
+
+
 def score_batches(
     batches: Iterator[pa.RecordBatch], shipped, id_col: str, as_of: dt.date | None,
-    scored_at: dt.datetime, engine: str, schema: pa.Schema,
+    scored_at: dt.datetime, engine: str, schema: pa.Schema, counts=None,
 ) -> Iterator[pa.RecordBatch]:
     """Executor side of ``mapInArrow``: score each Arrow batch. ``shipped`` is a broadcast of the
-    artifact or the artifact itself."""
+    artifact or the artifact itself; ``counts`` (a ``ValueCounts`` accumulator, or None) gathers
+    the nulls and non-finite values the transform imputes."""
     artifact: Artifact = shipped.value if hasattr(shipped, "value") else shipped
     run = network_runner(artifact, engine)
     scored_micros = int(scored_at.timestamp() * 1_000_000)
     as_of_days = (as_of - dt.date(1970, 1, 1)).days if as_of is not None else 0
+    numeric = [f.name for f in artifact.spec.numeric]
     with _pinned_threads():
         for batch in batches:
             n = batch.num_rows
+            if counts is not None:
+                counts.add(count_imputed(batch, numeric))
             preds = artifact.predict_matrix(artifact.spec.transform(batch), run)
             check_predictions(preds, artifact.path)
             cols = {id_col: batch.column(id_col)}
@@ -187,6 +221,28 @@ def score_batches(
             else:
                 cols[AS_OF_DATE] = batch.column(AS_OF_DATE).cast(pa.date32())
             yield pa.RecordBatch.from_arrays([cols[f.name] for f in schema], schema=schema)
+
+
+def _value_counts(spark: SparkSession):
+    """A ``ValueCounts`` accumulator; None on Spark Connect, which has none."""
+    try:
+        return spark.sparkContext.accumulator({}, ValueCounts())
+    except Exception:  # Spark Connect: no SparkContext
+        return None
+
+
+def _imputed_summary(counts, rows: int) -> dict | None:
+    """The manifest's ``imputed`` section: per numeric input, the nulls and the NaN/±inf values
+    scoring replaced by the training imputation value (columns with none are left out). A task
+    Spark ran twice (a lost executor) may count its batches twice: these are upper bounds then."""
+    if counts is None:
+        return None
+    per = counts.value
+    non_finite = {c: v[1] for c, v in sorted(per.items()) if v[1]}
+    if non_finite:
+        log.warning("scoring imputed non-finite (NaN/inf) values: %s",
+                    ", ".join(f"{c} {n} of {rows}" for c, n in non_finite.items()))
+    return {"nulls": {c: v[0] for c, v in sorted(per.items()) if v[0]}, "non_finite": non_finite}
 
 
 def check_predictions(preds: dict[str, np.ndarray], model: str) -> None:
@@ -214,8 +270,10 @@ def _ship(spark: SparkSession, artifact: Artifact):
 def score_dataframe(
     spark: SparkSession, df: DataFrame, artifact: Artifact, id_col: str = "customer_id",
     as_of: dt.date | None = None, engine: str = "numpy", scored_at: dt.datetime | None = None,
+    counts=None,
 ) -> DataFrame:
-    """Predictions for every row of ``df`` (lazy). Checks the table against the artifact first."""
+    """Predictions for every row of ``df`` (lazy). Checks the table against the artifact first.
+    ``counts``: a ``ValueCounts`` accumulator for the imputed values (see ``score_batches``)."""
     check_compatible(df, artifact, id_col, as_of)
     if engine not in ENGINES:
         raise InputError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
@@ -238,7 +296,8 @@ def score_dataframe(
 
     arrow_schema = to_arrow_schema(out_schema)
     fn = partial(score_batches, shipped=_ship(spark, artifact), id_col=id_col, as_of=as_of,
-                 scored_at=scored_at or dt.datetime.now(dt.timezone.utc), engine=engine, schema=arrow_schema)
+                 scored_at=scored_at or dt.datetime.now(dt.timezone.utc), engine=engine, schema=arrow_schema,
+                 counts=counts)
     return df.select(*dict.fromkeys(needed)).mapInArrow(fn, out_schema)
 
 
@@ -253,7 +312,8 @@ def score_table(
         df = inputs.read_table(spark, features, fmt)
         check_compatible(df, artifact, cfg.id_col, as_of)
         source, rejected = split_scorable(df, cfg.id_col, as_of)
-        predictions = score_dataframe(spark, source, artifact, cfg.id_col, as_of, cfg.engine)
+        counts = _value_counts(spark)
+        predictions = score_dataframe(spark, source, artifact, cfg.id_col, as_of, cfg.engine, counts=counts)
     with stage("score.count_input", log) as s:
         rows_in, dates = count_by_date(source, cfg.id_col, as_of, cfg.unique_ids)
         s.rows = rows_in
@@ -269,11 +329,13 @@ def score_table(
 
     def manifest(rows_out: int) -> dict:
         seconds = round(time.perf_counter() - write_started, 2)
+        imputed = _imputed_summary(counts, rows_in)
         return {
             "job": "score", "model_version": artifact.version, "model_dir": str(model_dir), "engine": cfg.engine,
             "spec_hash": hashlib.sha256(artifact.spec.to_json().encode()).hexdigest()[:16], "features": features,
             "as_of_dates": [d.isoformat() for d in dates], "rows_in": rows_in, "rows_out": rows_out,
             "batch_rows": cfg.batch_rows, "rows_rejected": n_rejected, **({"rejected_to": rejected_to} if n_rejected else {}),
+            **({"imputed": imputed} if imputed is not None else {}),
             "seconds": seconds, "rows_per_s": round(rows_in / max(seconds, 1e-9)),
             "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }

@@ -249,3 +249,24 @@ def test_a_keras_file_copied_over_another_is_refused_and_impossible_outputs_fail
     with pytest.raises(ValueError, match="non-finite or negative spend"):
         check_predictions({PREDICTED_SPEND: np.array([1.0, np.nan])}, str(copy))
     check_predictions({PURCHASE_PROBABILITY: np.array([0.0, 1.0]), PREDICTED_SPEND: np.array([0.0, 3.5])}, str(copy))
+
+
+def test_the_values_scoring_imputes_are_counted_in_the_manifest(spark, shop, trained_model, tmp_path):
+    """NaN and ±inf in a feature are imputed like a missing value: counted per column, by the
+    scoring pass itself (an accumulator over its Arrow batches), not silently."""
+    from retail_ann.features import AVG_ORDER_VALUE, GROSS_SPEND
+
+    df = spark.read.parquet(str(shop["features"]))
+    n = df.count()
+    nulls = df.where(F.col(AVG_ORDER_VALUE).isNull()).count()    # customers without orders
+    h = F.abs(F.xxhash64(CUSTOMER_ID)) % 10
+    odd = df.withColumn(GROSS_SPEND, F.when(h == 0, F.lit(float("nan"))).when(h == 1, F.lit(float("inf")))
+                        .when(h == 2, F.lit(float("-inf"))).otherwise(F.col(GROSS_SPEND)))
+    expected = odd.where(F.isnan(GROSS_SPEND) | (F.abs(GROSS_SPEND) == float("inf"))).count()
+    assert 0.2 * n < expected < 0.4 * n
+    path = tmp_path / "odd"
+    odd.write.partitionBy(AS_OF_DATE).parquet(str(path))
+    manifest = score_table(spark, str(path), str(trained_model["dir"]), str(tmp_path / "out"),
+                           ScoreConfig(unique_ids=False))
+    assert manifest["imputed"]["non_finite"] == {GROSS_SPEND: expected}
+    assert manifest["imputed"]["nulls"].get(AVG_ORDER_VALUE) == nulls > 0
