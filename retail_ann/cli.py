@@ -107,11 +107,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    from retail_ann.pipeline import check_output
     from retail_ann.scoring import score_table
 
     as_of = parse_date(args.as_of, "--as-of") if args.as_of else None
     cfg = _config(ScoreConfig, args, "score", {
         "engine": args.engine, "batch_rows": args.batch_rows, "output_format": args.format, "id_col": args.id_col})
+    check_output(args.out, {"features": args.features, "model": args.model})   # before a session starts
     spark = _session(args, "score", delta=cfg.output_format == "delta")
     score_table(spark, args.features, args.model, args.out, cfg, as_of=as_of)
     return EXIT_OK

@@ -130,6 +130,12 @@ def check_features_request(cfg: FeaturesConfig, as_of: dt.date, out: str, inputs
     except OverflowError:
         raise InputError(f"--as-of {as_of} with --lookback-days {cfg.lookback_days} and --horizon-days "
                          f"{cfg.horizon_days} runs past the calendar (0001-01-01..9999-12-31)") from None
+    check_output(out, inputs)
+
+
+def check_output(out: str, inputs: dict[str, str | None]) -> None:
+    """An ``out`` that is a file, or lies inside one of ``inputs`` (the next run would read its
+    own output), is an ``InputError``; known before any work."""
     if io.is_local(out) and io.local_path(out).is_file():
         raise InputError(f"--out {out} is a file; give a directory")
     for name, path in inputs.items():

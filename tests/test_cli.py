@@ -92,6 +92,9 @@ def test_an_out_that_is_a_file_or_inside_an_input_is_refused_before_spark_starts
         assert message in capsys.readouterr().err.strip().splitlines()[-1]
         assert time.time() - started < 2   # no session, no work
     assert not (raw / "clicks" / "features").exists()
+    assert main(["score", "--features", str(raw / "clicks"), "--model", str(tmp_path), "--out",
+                 str(raw / "clicks" / "scores")]) == 2
+    assert "is inside the features input" in capsys.readouterr().err.strip().splitlines()[-1]
 
 
 def test_a_line_repeated_whole_is_quarantined_once_not_counted_twice(spark, raw, tmp_path):
