@@ -1,5 +1,22 @@
 """Packaging for retail-ann. Versions are pinned: they are the set measured together on the dev machine."""
+import shutil
+from pathlib import Path
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+
+class BuildWithConf(build_py):
+    """Put conf/*.yaml into the built package as retail_ann/conf/: retail_ann.config reads it there
+    when no checkout's conf/ is on disk (an installed wheel, a packed environment)."""
+
+    def run(self):
+        super().run()
+        target = Path(self.build_lib) / "retail_ann" / "conf"
+        target.mkdir(parents=True, exist_ok=True)
+        for f in sorted((Path(__file__).resolve().parent / "conf").glob("*.yaml")):
+            shutil.copy(f, target / f.name)
+
 
 setup(
     name="retail-ann",
@@ -27,4 +44,5 @@ setup(
         "bench": ["lightgbm==4.7.0", "lifetimes==0.11.3"],
     },
     entry_points={"console_scripts": ["retail-ann=retail_ann.cli:main"]},
+    cmdclass={"build_py": BuildWithConf},
 )

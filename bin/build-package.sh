@@ -2,7 +2,8 @@
 # Build what spark-submit ships to executors, into build/ (or $RETAIL_ANN_BUILD_DIR).
 #
 #   bin/build-package.sh          build/retail_ann-<version>.zip: the retail_ann package for
-#                                 --py-files; rebuilt only when a file under retail_ann/ is newer.
+#                                 --py-files, with conf/*.yaml inside it as retail_ann/conf/; rebuilt
+#                                 only when a file under retail_ann/ or conf/ is newer.
 #                                 Prints the zip's path.
 #   bin/build-package.sh --env    also build/retail-ann-env.tar.gz: a packed virtualenv (venv-pack)
 #                                 with retail-ann and its pinned dependencies, for executors on
@@ -24,8 +25,8 @@ version="$(sed -n 's/^__version__ *= *"\(.*\)"/\1/p' "$pkg/__init__.py")"
 [ -n "$version" ] || { echo "build-package: no __version__ in $pkg/__init__.py" >&2; exit 1; }
 zip="$build/retail_ann-$version.zip"
 
-# Stale when missing or when any file of the package (not caches) is newer than the zip.
-if [ ! -f "$zip" ] || [ -n "$(find "$pkg" -newer "$zip" ! -path '*/__pycache__*' ! -name '*.pyc' -print -quit)" ]; then
+# Stale when missing or when any file of the package (not caches) or of conf/ is newer than the zip.
+if [ ! -f "$zip" ] || [ -n "$(find "$pkg" "$here/conf" -newer "$zip" ! -path '*/__pycache__*' ! -name '*.pyc' -print -quit)" ]; then
   python="${PYTHON:-$(command -v python3)}"
   [ -x "$here/.venv/bin/python" ] && python="${PYTHON:-$here/.venv/bin/python}"
   tmp="$zip.tmp.$$"
@@ -41,6 +42,11 @@ with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
                 continue
             path = os.path.join(d, f)
             zf.write(path, os.path.relpath(path, root))
+    # the job YAML travels inside the package (retail_ann.config reads it with importlib.resources),
+    # so a driver started from the zip (cluster deploy mode) runs with conf/, not bare defaults
+    for f in sorted(os.listdir(os.path.join(root, "conf"))):
+        if f.endswith(".yaml"):
+            zf.write(os.path.join(root, "conf", f), f"retail_ann/conf/{f}")
 EOF
   mv -f "$tmp" "$zip"
   echo "build-package: built $zip" >&2

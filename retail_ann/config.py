@@ -6,6 +6,8 @@ import dataclasses
 import datetime as dt
 import re
 from dataclasses import dataclass, field
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -13,7 +15,8 @@ import yaml
 
 from retail_ann.errors import ConfigError
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"   # the checkout's (or an editable install's)
+PACKAGED_CONF = "conf"   # the same YAML inside the package: the zip spark-submit ships, or a wheel
 
 DEFAULT_CATEGORIES = [
     "electronics", "fashion", "home", "beauty", "sports", "books", "toys", "grocery",
@@ -111,15 +114,16 @@ def _require(condition: bool, message: str) -> None:
 C = TypeVar("C")
 
 
-def load_config(cls: type[C], path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> C:
+def load_config(cls: type[C], path: str | Path | Traversable | None = None,
+                overrides: dict[str, Any] | None = None) -> C:
     """Build ``cls`` from a YAML file (default ``conf/<job>.yaml`` when present) and overrides.
 
     Overrides whose value is ``None`` (a flag not given) are ignored; unknown keys are an error.
     """
     data: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
-        if not p.exists():
+        p = path if isinstance(path, Traversable) else Path(path)
+        if not p.is_file():
             raise ConfigError(f"config file not found: {p}")
         try:
             data = yaml.safe_load(p.read_text()) or {}
@@ -138,10 +142,15 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: dict[st
         raise ConfigError(f"{cls.__name__}: {e}") from None
 
 
-def default_config_path(job: str) -> Path | None:
-    """``conf/<job>.yaml`` when the repository's conf directory is present."""
+def default_config_path(job: str) -> Path | Traversable | None:
+    """``conf/<job>.yaml``: the checkout's when it is on disk, else the copy packaged inside
+    ``retail_ann`` (``bin/build-package.sh`` puts it in the zip, ``setup.py`` in the wheel), which a
+    driver started from the zip in cluster deploy mode can read with ``importlib.resources``."""
     p = CONF_DIR / f"{job}.yaml"
-    return p if p.exists() else None
+    if p.is_file():
+        return p
+    packaged = resources.files("retail_ann").joinpath(PACKAGED_CONF, f"{job}.yaml")
+    return packaged if packaged.is_file() else None
 
 
 TRAIN_TASKS = ("auto", "purchase", "spend", "both")

@@ -42,3 +42,33 @@ def test_generated_window_must_end_within_the_calendar():
     assert cfg_mod.GenerateConfig(start="9999-10-01", days=90).days == 90
     with pytest.raises(ConfigError, match="start \\+ days must end by 9999-12-31"):
         cfg_mod.GenerateConfig(start="9999-12-01", days=60)
+
+
+def test_a_job_run_from_the_shipped_zip_reads_the_yaml_packed_inside_it(tmp_path):
+    """Cluster deploy mode: the driver imports retail_ann from the --py-files zip, where no conf/
+    directory lies beside the package; the YAML packed into the zip must still take effect."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    copy = tmp_path / "checkout"
+    for part in ("retail_ann", "conf", "bin"):
+        shutil.copytree(repo / part, copy / part, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "conf" / "generate.yaml").write_text("customers: 37\ndays: 20\nstart: \"2023-03-01\"\n")  # not the defaults
+    env = {**os.environ, "RETAIL_ANN_BUILD_DIR": str(tmp_path / "build")}
+    zip_path = subprocess.run([str(copy / "bin" / "build-package.sh")], env=env, capture_output=True, text=True,
+                              check=True).stdout.split()[-1]
+    shutil.rmtree(copy)   # nothing of the checkout is left on disk: only the zip
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); import retail_ann.cli as c; "
+              "assert '.zip' in c.__file__, c.__file__; "
+              "sys.exit(c.main(['generate', '--out', sys.argv[2], '--master', 'local[1]', '--log-level', 'WARNING']))")
+    run = subprocess.run([sys.executable, "-c", script, zip_path, str(tmp_path / "shop")], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    manifest = json.loads((tmp_path / "shop" / "_manifest.json").read_text())
+    assert manifest["config"]["customers"] == 37 and manifest["config"]["start"] == "2023-03-01"
+    assert manifest["rows"]["customers"] == 37
