@@ -190,6 +190,8 @@ def bgnbd_peers(transactions: pd.DataFrame, as_of: dt.date, horizon: int, train_
 
     from retail_ann.metrics import best_f1_threshold
 
+    ts = transactions["ts"]
+    transactions = transactions.assign(ts=ts.dt.tz_convert(None) if ts.dt.tz is not None else ts)   # naive UTC
     calib = transactions[transactions["ts"] < pd.Timestamp(as_of)].copy()
     calib["amount"] = calib["quantity"] * calib["unit_price"]
     end = pd.Timestamp(as_of) - pd.Timedelta(days=1)
