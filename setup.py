@@ -39,7 +39,7 @@ setup(
         "matplotlib==3.10.7",
     ],
     extras_require={
-        "test": ["pytest==8.4.2", "hypothesis==6.170.17"],
+        "test": ["pytest==8.4.2", "hypothesis==6.170.17", "moto[server]==5.2.5", "boto3==1.44.8"],
         # bench/quality.py's peers; never imported by retail_ann itself
         "bench": ["lightgbm==4.7.0", "lifetimes==0.11.3"],
     },

@@ -49,11 +49,15 @@ def _config(cls, args: argparse.Namespace, job: str, overrides: dict):
     return load_config(cls, path, overrides)
 
 
-def _session(args: argparse.Namespace, job: str, delta: bool = False):
-    from retail_ann.spark import DELTA_CONF, build_session
+_PATH_ARGS = ("input", "out", "transactions", "clickstream", "customers", "features", "test_features", "model")
 
-    conf = {**(DELTA_CONF if delta else {}), **_spark_conf(args.conf)}
-    return build_session(f"retail-ann-{job}", master=args.master, conf=conf)
+
+def _session(args: argparse.Namespace, job: str, delta: bool = False):
+    from retail_ann.spark import build_session, session_conf
+
+    paths = [getattr(args, name, None) for name in _PATH_ARGS]
+    return build_session(f"retail-ann-{job}", master=args.master,
+                         conf=session_conf(paths, delta, _spark_conf(args.conf)))
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

@@ -112,6 +112,41 @@ def parquet_nanos_columns(spark: SparkSession, path: str) -> list[str]:
             if f.isPrimitive() and "TIMESTAMP(NANOS" in str(f.getLogicalTypeAnnotation())]
 
 
+def upload_dir(spark: SparkSession, local: Path, target: str, last: str) -> None:
+    """Copy the files of the local directory ``local`` to ``target`` on any Hadoop filesystem,
+    replacing what was there: the old ``last`` file first goes, and the new one is written last,
+    so a reader that checks for it never takes a half-copied directory (object stores cannot
+    rename a directory atomically). Files of the old directory the new one lacks are removed."""
+    jvm = spark.sparkContext._jvm
+    fs, root = hadoop_fs(spark, target)
+    fs.delete(jvm.org.apache.hadoop.fs.Path(root, last), False)
+    fs.mkdirs(root)
+    names = sorted(p.name for p in local.iterdir() if p.is_file())
+    # model files are small: each through a stream (S3A's copyFromLocalFile fails on a single file)
+    for name in sorted(names, key=lambda n: n == last):
+        stream = fs.create(jvm.org.apache.hadoop.fs.Path(root, name), True)
+        try:
+            stream.write(bytearray((local / name).read_bytes()))
+        finally:
+            stream.close()
+    for status in fs.listStatus(root):
+        if status.getPath().getName() not in names:
+            fs.delete(status.getPath(), True)
+
+
+def download_dir(spark: SparkSession, source: str, local: Path) -> None:
+    """Copy the files of ``source`` (any Hadoop filesystem) into the local directory ``local``."""
+    jvm = spark.sparkContext._jvm
+    fs, root = hadoop_fs(spark, source)
+    if not fs.exists(root):
+        raise FileNotFoundError(source)
+    local.mkdir(parents=True, exist_ok=True)
+    for status in fs.listStatus(root):
+        if status.isFile():
+            fs.copyToLocalFile(False, status.getPath(), jvm.org.apache.hadoop.fs.Path(str(local / status.getPath().getName())),
+                               True)
+
+
 def is_inside(path: str, directory: str) -> bool:
     """Whether ``path`` is ``directory`` or lies below it (local paths resolved, URIs compared as text)."""
     if is_local(path) and is_local(directory):

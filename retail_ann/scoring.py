@@ -12,9 +12,11 @@ TensorFlow; ``keras`` calls the saved Keras models directly (never ``predict``),
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import logging
+import tempfile
 import time
 from collections.abc import Iterator
 from functools import partial
@@ -223,6 +225,22 @@ def score_batches(
             yield pa.RecordBatch.from_arrays([cols[f.name] for f in schema], schema=schema)
 
 
+def _load_model(spark: SparkSession, model_dir: str, engine: str) -> Artifact:
+    """The artifact at ``model_dir``; one on another filesystem (hdfs://, s3a://) is copied to a
+    local directory of the driver first (the numpy engine ships what it read to the executors)."""
+    if io.is_local(model_dir, spark):
+        return load_artifact(model_dir)
+    if engine != "numpy":
+        raise InputError(f"the {engine} engine reads the .keras files on the executors: give a model directory "
+                         f"they all see (a shared path), or use --engine numpy for {model_dir}")
+    with tempfile.TemporaryDirectory(prefix="retail-ann-model-") as tmp:
+        try:
+            io.download_dir(spark, model_dir, Path(tmp))
+        except FileNotFoundError:
+            raise InputError(f"model directory not found: {model_dir}") from None
+        return dataclasses.replace(load_artifact(tmp), path=str(model_dir))   # all of it is in memory now
+
+
 def _value_counts(spark: SparkSession):
     """A ``ValueCounts`` accumulator; None on Spark Connect, which has none."""
     try:
@@ -308,7 +326,7 @@ def score_table(
     """Score a feature table and write ``out/as_of_date=…/`` (that partition replaced, others kept)
     with ``_manifest.json``; returns the manifest."""
     with stage("score.load", log):
-        artifact = load_artifact(model_dir)
+        artifact = _load_model(spark, model_dir, cfg.engine)
         df = inputs.read_table(spark, features, fmt)
         check_compatible(df, artifact, cfg.id_col, as_of)
         source, rejected = split_scorable(df, cfg.id_col, as_of)

@@ -42,6 +42,25 @@ DELTA_CONF = {
 }
 
 
+# S3A for s3a:// paths: hadoop-aws matching the Hadoop 3.4.1 client pyspark 4.0.1 ships; it brings
+# the AWS SDK v2 bundle it was built against (newer SDKs break S3-compatible stores).
+S3A_PACKAGE = "org.apache.hadoop:hadoop-aws:3.4.1"
+
+
+def session_conf(paths: list[str | None], delta: bool, user: dict[str, str]) -> dict[str, str]:
+    """Spark settings for a job touching ``paths``: Delta's when ``delta``, hadoop-aws when a path
+    is ``s3a://``, then the user's ``--conf`` (their ``spark.jars.packages`` adds to ours)."""
+    conf = dict(DELTA_CONF) if delta else {}
+    packages = [p for p in conf.get("spark.jars.packages", "").split(",") if p]
+    if any(str(p).startswith("s3a://") for p in paths if p):
+        packages.append(S3A_PACKAGE)
+    packages += [p for p in user.get("spark.jars.packages", "").split(",") if p]
+    conf.update(user)
+    if packages:
+        conf["spark.jars.packages"] = ",".join(dict.fromkeys(packages))
+    return conf
+
+
 def ensure_java_home() -> None:
     """Set JAVA_HOME from the ``java`` on PATH when it is unset."""
     if os.environ.get("JAVA_HOME"):

@@ -80,7 +80,7 @@ def train_table(spark, features_path: str, out_dir: str, cfg: TrainConfig, fmt: 
     the caller held out) and every row of ``features_path`` trains; else ``cfg.split`` of them are
     held out."""
     from retail_ann.inputs import read_table
-    from retail_ann.io import partition_manifests
+    from retail_ann.io import is_local, partition_manifests, upload_dir
 
     paths = {"train": features_path, **({"test": test_path} if test_path else {})}
     windows = {k: label_windows(partition_manifests(spark, p, AS_OF_DATE), cfg) for k, p in paths.items()}
@@ -96,7 +96,13 @@ def train_table(spark, features_path: str, out_dir: str, cfg: TrainConfig, fmt: 
         data_info["test_rows_total"] = test_info["rows_total"]
         if windows["test"]:
             data_info["test_label_windows"] = windows["test"]
-    return train_frame(pdf, out_dir, cfg, data_info=data_info, test_pdf=test_pdf)
+    if is_local(out_dir, spark):
+        return train_frame(pdf, out_dir, cfg, data_info=data_info, test_pdf=test_pdf)
+    with tempfile.TemporaryDirectory(prefix="retail-ann-model-") as tmp:   # hdfs://, s3a://: built here, copied
+        result = train_frame(pdf, f"{tmp}/model", cfg, data_info=data_info, test_pdf=test_pdf)
+        upload_dir(spark, Path(tmp) / "model", out_dir, last=VERSION_FILE)
+    log.info("model directory copied to %s", out_dir)
+    return {**result, "model_dir": str(out_dir)}
 
 
 def label_windows(manifests: dict[str, dict], cfg: TrainConfig) -> dict[str, dict]:
