@@ -34,6 +34,49 @@ def _common(p: argparse.ArgumentParser, job: str) -> None:
     g.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
+def _formats(p: argparse.ArgumentParser, output: str | None, default_output: str = "parquet",
+             deprecated_format: str | None = None) -> None:
+    """``--input-format`` and ``--input-version`` (every job that reads a table), ``--output-format``
+    when ``output`` names what is written, and ``--format``, the old flag, as an alias of
+    ``deprecated_format`` (``input`` or ``output``) for one release."""
+    from retail_ann.config import OUTPUT_FORMATS
+    from retail_ann.inputs import INPUT_FORMATS
+
+    p.add_argument("--input-format", choices=INPUT_FORMATS,
+                   help="input format (default auto: from the extension or the files, a _delta_log means delta)")
+    p.add_argument("--input-version", type=int, metavar="N", help="read the Delta input as of commit N")
+    if output:
+        p.add_argument("--output-format", choices=OUTPUT_FORMATS,
+                       help=f"{output}: parquet (partitions published atomically) or delta (one replaceWhere commit "
+                            f"per run); default {default_output}")
+    if deprecated_format:
+        p.add_argument("--format", dest="deprecated_format", metavar="F",
+                       help=f"deprecated: use --{deprecated_format}-format")
+    p.set_defaults(deprecated_format_of=deprecated_format)
+
+
+def _resolve_formats(args: argparse.Namespace) -> None:
+    """Map the deprecated ``--format`` onto the flag it stood for, with a warning."""
+    old = getattr(args, "deprecated_format", None)
+    if old is None:
+        return
+    target = f"{args.deprecated_format_of}_format"
+    log.warning("--format is deprecated: use --%s-format", args.deprecated_format_of)
+    if getattr(args, target, None) is None:
+        setattr(args, target, old)
+
+
+def _needs_delta(args: argparse.Namespace, output_format: str | None = None) -> bool:
+    """Whether the session needs Delta's jars: Delta output, a Delta input named, or a local input
+    directory holding a ``_delta_log``."""
+    from retail_ann import io
+
+    if output_format == "delta" or getattr(args, "input_format", None) == "delta":
+        return True
+    paths = [getattr(args, n, None) for n in ("features", "test_features", "transactions", "clickstream", "customers")]
+    return any(p and io.is_local(p) and (io.local_path(p) / "_delta_log").is_dir() for p in paths)
+
+
 def _spark_conf(pairs: list[str]) -> dict[str, str]:
     conf = {}
     for pair in pairs:
@@ -84,11 +127,15 @@ def cmd_features(args: argparse.Namespace) -> int:
     as_of = parse_date(args.as_of, "--as-of")
     categories = [c.strip() for c in args.categories.split(",") if c.strip()] if args.categories else None
     cfg = _config(FeaturesConfig, args, "features", {
-        "lookback_days": args.lookback_days, "horizon_days": args.horizon_days, "categories": categories})
+        "lookback_days": args.lookback_days, "horizon_days": args.horizon_days, "categories": categories,
+        "output_format": args.output_format})
     check_features_request(cfg, as_of, args.out, {"transactions": args.transactions, "clickstream": args.clickstream,
                                                   "customers": args.customers})   # before a session starts
-    run_features(_session(args, "features"), cfg, as_of, args.transactions, args.out,
-                 clickstream=args.clickstream, customers=args.customers, fmt=args.format)
+    if args.input_version is not None:
+        raise InputError("--input-version is for train and score (features reads three tables)")
+    run_features(_session(args, "features", delta=_needs_delta(args, cfg.output_format)), cfg, as_of,
+                 args.transactions, args.out, clickstream=args.clickstream, customers=args.customers,
+                 fmt=args.input_format)
     return EXIT_OK
 
 
@@ -104,8 +151,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "categorical": _csv_list(args.categorical), "exclude": _csv_list(args.exclude),
         "sample_rows": args.sample_rows, "split": args.split, "epochs": args.epochs,
         "batch_size": args.batch_size, "seed": args.seed, "allow_incomplete_labels": args.allow_incomplete_labels})
-    result = train_table(_session(args, "train"), args.features, args.out, cfg, fmt=args.format,
-                         test_path=args.test_features)
+    result = train_table(_session(args, "train", delta=_needs_delta(args)), args.features, args.out, cfg,
+                         fmt=args.input_format, test_path=args.test_features, version=args.input_version)
     log.info("model %s written to %s", result.get("version"), args.out)
     return EXIT_OK
 
@@ -116,10 +163,11 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     as_of = parse_date(args.as_of, "--as-of") if args.as_of else None
     cfg = _config(ScoreConfig, args, "score", {
-        "engine": args.engine, "batch_rows": args.batch_rows, "output_format": args.format, "id_col": args.id_col})
+        "engine": args.engine, "batch_rows": args.batch_rows, "output_format": args.output_format, "id_col": args.id_col})
     check_output(args.out, {"features": args.features, "model": args.model})   # before a session starts
-    spark = _session(args, "score", delta=cfg.output_format == "delta")
-    score_table(spark, args.features, args.model, args.out, cfg, as_of=as_of)
+    spark = _session(args, "score", delta=_needs_delta(args, cfg.output_format))
+    score_table(spark, args.features, args.model, args.out, cfg, as_of=as_of, fmt=args.input_format,
+                version=args.input_version)
     return EXIT_OK
 
 
@@ -192,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lookback-days", type=int, help="feature window length (default 365)")
     p.add_argument("--horizon-days", type=int, help="label window length (default 90)")
     p.add_argument("--categories", metavar="A,B,...", help="categories with their own columns (default: most frequent)")
-    p.add_argument("--format", choices=["parquet", "csv", "json", "delta"], help="input format (default: from extension)")
+    _formats(p, "the feature table", deprecated_format="input")
     p.add_argument("--out", required=True, metavar="DIR", help="feature table root")
     _common(p, "features")
     p.set_defaults(handler=cmd_features)
@@ -206,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-features", metavar="PATH",
                    help="evaluate on this table's rows (e.g. a later as_of_date, or held-out customers) and train "
                         "on every row of --features, instead of holding out --split of them")
-    p.add_argument("--format", choices=["parquet", "csv", "json", "delta"], help="input format (default: from extension)")
+    _formats(p, None, deprecated_format="input")
     p.add_argument("--task", choices=["auto", "purchase", "spend", "both"], help="what to train (default auto)")
     p.add_argument("--label", metavar="COL", help="binary purchase label (default will_purchase); implies --task purchase")
     p.add_argument("--spend-label", metavar="COL", help="spend label (default future_spend)")
@@ -231,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", required=True, metavar="PATH", help="feature table")
     p.add_argument("--model", required=True, metavar="MODEL_DIR", help="model directory written by train")
     p.add_argument("--out", required=True, metavar="DIR", help="predictions root")
-    p.add_argument("--format", choices=["parquet", "delta"], help="output format (default parquet)")
+    _formats(p, "the predictions", deprecated_format="output")
     p.add_argument("--as-of", metavar="YYYY-MM-DD", help="score only this date (required if the table has no as_of_date)")
     p.add_argument("--id-col", metavar="COL", help="id column (default customer_id)")
     p.add_argument("--engine", choices=["numpy", "keras"], help="numpy (default; no TensorFlow on executors) or keras")
@@ -315,6 +363,7 @@ def _stop_spark_quietly() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level)
+    _resolve_formats(args)
     previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() \
         else None
     try:

@@ -18,6 +18,8 @@ from retail_ann.errors import ConfigError
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"   # the checkout's (or an editable install's)
 PACKAGED_CONF = "conf"   # the same YAML inside the package: the zip spark-submit ships, or a wheel
 
+OUTPUT_FORMATS = ("parquet", "delta")
+
 DEFAULT_CATEGORIES = [
     "electronics", "fashion", "home", "beauty", "sports", "books", "toys", "grocery",
 ]
@@ -54,8 +56,10 @@ class FeaturesConfig:
     max_line_amount: float = 1_000_000.0
     max_quantity: int = 10_000
     max_duration_s: float = 86_400.0
+    output_format: str = "parquet"   # parquet (published partition by partition) or delta (replaceWhere)
 
     def __post_init__(self) -> None:
+        _require(self.output_format in OUTPUT_FORMATS, f"output_format must be one of {', '.join(OUTPUT_FORMATS)}")
         _require(self.lookback_days > 0, "lookback_days must be positive")
         _require(self.horizon_days > 0, "horizon_days must be positive")
         _require(0 < self.recent_days <= self.lookback_days, "recent_days must be in 1..lookback_days")
@@ -73,7 +77,7 @@ class ScoreConfig:
     def __post_init__(self) -> None:
         _require(self.engine in ("numpy", "keras"), "engine must be numpy or keras")
         _require(self.batch_rows > 0, "batch_rows must be positive")
-        _require(self.output_format in ("parquet", "delta"), "output_format must be parquet or delta")
+        _require(self.output_format in OUTPUT_FORMATS, f"output_format must be one of {', '.join(OUTPUT_FORMATS)}")
 
 
 @dataclass

@@ -33,6 +33,7 @@ from retail_ann.schemas import CORRUPT_RECORD
 log = logging.getLogger(__name__)
 
 FORMATS = ("parquet", "csv", "json", "delta", "text")   # text: one row per line, column ``value``
+INPUT_FORMATS = ("auto", "parquet", "csv", "json", "delta")   # what --input-format offers (auto: infer_format)
 DATA_EXTENSIONS = {
     ".parquet": "parquet", ".pq": "parquet",
     ".csv": "csv", ".tsv": "csv",
@@ -88,7 +89,7 @@ def infer_format(spark: SparkSession | None, path: str, fmt: str | None = None) 
     return known[0], None
 
 
-def read_table(spark: SparkSession, path: str, fmt: str | None = None) -> DataFrame:
+def read_table(spark: SparkSession, path: str, fmt: str | None = None, version: int | None = None) -> DataFrame:
     """Read a table; a missing path, a directory without data files, two data formats in one
     directory or a Parquet type Spark cannot read is an ``InputError``.
 
@@ -97,11 +98,13 @@ def read_table(spark: SparkSession, path: str, fmt: str | None = None) -> DataFr
     (its fields cannot be trusted to line up; validation rejects it as a malformed record); for JSON
     it holds a line that does not parse. An input with a column of that name is refused. Spark only
     checks the count when it parses every column, hence ``spark.sql.csv.parser.columnPruning.enabled``
-    false among the session's required settings.
+    false among the session's required settings. ``version``: a Delta table as of that commit.
     """
     if not io.path_exists(spark, path):
         raise InputError(f"input not found: {path}")
-    fmt, files = infer_format(spark, path, fmt)
+    fmt, files = infer_format(spark, path, None if fmt == "auto" else fmt)
+    if version is not None and fmt != "delta":
+        raise InputError(f"--input-version reads a Delta table; {path} is {fmt}")
     source = files or path
     base = {"basePath": path} if files else {}   # a file list keeps the directory's partition columns
     try:
@@ -117,6 +120,9 @@ def read_table(spark: SparkSession, path: str, fmt: str | None = None) -> DataFr
         elif fmt == "parquet":
             sample = files[0] if files else next(iter(io.data_files(spark, path, limit=1)), None)
             df = _nanos_to_timestamps(spark, spark.read.options(**base).parquet(*(files or [path])), sample)
+        elif fmt == "delta":
+            reader = spark.read.format("delta")
+            df = (reader.option("versionAsOf", version) if version is not None else reader).load(path)
         else:
             df = spark.read.format(fmt).load(source)
     except AnalysisException as e:

@@ -170,17 +170,36 @@ def path_exists(spark: SparkSession, path: str) -> bool:
     return fs.exists(hpath)
 
 
-def write_partitioned(df: DataFrame, out: str, partition_col: str, fmt: str = "parquet") -> None:
-    """Write ``df`` partitioned by ``partition_col``, replacing only the partitions it contains."""
-    writer = df.write.mode("overwrite").partitionBy(partition_col).format(fmt)
-    if fmt == "delta":
-        writer = writer.option("partitionOverwriteMode", "dynamic")
-    writer.save(out)
+def write_delta_partitions(df: DataFrame, out: str, partition_col: str, values: list[str], metadata: dict) -> None:
+    """Replace the partitions ``values`` of the Delta table ``out`` (created if new) with ``df``, in
+    one commit (``replaceWhere``: history grows, the live rows of other partitions stay) carrying
+    ``metadata`` as its ``userMetadata``."""
+    where = f"`{partition_col}` IN ({', '.join(repr(str(v)) for v in values)})"
+    (df.write.format("delta").mode("overwrite").partitionBy(partition_col).option("replaceWhere", where)
+     .option("userMetadata", json.dumps(metadata, sort_keys=True, default=str)).save(out))
 
 
 def write_table(df: DataFrame, out: str, fmt: str = "parquet") -> None:
     """Write ``df`` to ``out``, replacing whatever was there."""
     df.write.mode("overwrite").format(fmt).save(out)
+
+
+def finish_delta_partitions(spark: SparkSession, out: str, partition_col: str, values: list[str], expected_rows: int,
+                            manifest) -> dict:
+    """After ``write_delta_partitions``: check the live rows of ``values`` are ``expected_rows``
+    and put ``manifest(rows)`` and ``_SUCCESS`` into each partition's directory (Delta leaves files
+    starting with ``_`` alone). Returns the manifest."""
+    from pyspark.sql import functions as F
+
+    rows = (spark.read.format("delta").load(out).where(F.col(partition_col).cast("string").isin(*values)).count())
+    if rows != expected_rows:
+        raise RuntimeError(f"wrote {rows} rows to {out} for {expected_rows}")
+    written = manifest(rows)
+    for value in values:
+        partition = f"{str(out).rstrip('/')}/{partition_col}={value}"
+        write_manifest(spark, partition, written)
+        write_success(spark, partition)
+    return written
 
 
 def write_text(spark: SparkSession, path: str, text: str) -> None:

@@ -206,7 +206,12 @@ def run_features(
         }
 
     with stage("features.write", log) as w:
-        written = publish_partitions(spark, table, out, AS_OF_DATE, [as_of.isoformat()], rows, manifest)
+        if cfg.output_format == "delta":   # one replaceWhere commit: Delta's log is the atomic publish
+            io.write_delta_partitions(table, out, AS_OF_DATE, [as_of.isoformat()],
+                                      {"job": "features", AS_OF_DATE: as_of.isoformat(), "version": __version__})
+            written = io.finish_delta_partitions(spark, out, AS_OF_DATE, [as_of.isoformat()], rows, manifest)
+        else:
+            written = publish_partitions(spark, table, out, AS_OF_DATE, [as_of.isoformat()], rows, manifest)
         w.rows = rows
     table.unpersist()
     log.info("features as of %s: %d customers, purchase rate %.3f, %d rejected row(s)",

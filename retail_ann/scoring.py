@@ -321,13 +321,13 @@ def score_dataframe(
 
 def score_table(
     spark: SparkSession, features: str, model_dir: str, out: str, cfg: ScoreConfig,
-    as_of: dt.date | None = None, fmt: str | None = None,
+    as_of: dt.date | None = None, fmt: str | None = None, version: int | None = None,
 ) -> dict:
     """Score a feature table and write ``out/as_of_date=…/`` (that partition replaced, others kept)
     with ``_manifest.json``; returns the manifest."""
     with stage("score.load", log):
         artifact = _load_model(spark, model_dir, cfg.engine)
-        df = inputs.read_table(spark, features, fmt)
+        df = inputs.read_table(spark, features, fmt, version)
         check_compatible(df, artifact, cfg.id_col, as_of)
         source, rejected = split_scorable(df, cfg.id_col, as_of)
         counts = _value_counts(spark)
@@ -365,16 +365,12 @@ def score_table(
             if cfg.output_format == "parquet":
                 written = publish_partitions(spark, predictions, out, AS_OF_DATE, [d.isoformat() for d in dates],
                                              rows_in, manifest)
-            else:   # Delta: its transaction log makes the overwrite of the dates atomic
-                io.write_partitioned(predictions, out, AS_OF_DATE, cfg.output_format)
-                rows_out = inputs.read_table(spark, out, cfg.output_format).where(F.col(AS_OF_DATE).isin(*dates)).count()
-                if rows_out != rows_in:
-                    raise RuntimeError(f"scored {rows_out} rows for {rows_in} input rows")
-                written = manifest(rows_out)
-                for d in dates:
-                    partition = f"{out.rstrip('/')}/{AS_OF_DATE}={d.isoformat()}"
-                    io.write_manifest(spark, partition, written)
-                    io.write_success(spark, partition)
+            else:   # Delta: one replaceWhere commit of the dates, its log the atomic publish
+                values = [d.isoformat() for d in dates]
+                io.write_delta_partitions(predictions, out, AS_OF_DATE, values, {
+                    "job": "score", "model_version": artifact.version, "as_of_dates": values,
+                    "threshold": artifact.threshold})
+                written = io.finish_delta_partitions(spark, out, AS_OF_DATE, values, rows_in, manifest)
             s.rows = rows_in
     finally:
         spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", previous)

@@ -2,12 +2,12 @@
 
 Public API
 ----------
-``train_table(spark, features_path, out_dir, cfg, fmt=None, test_path=None) -> dict``
+``train_table(spark, features_path, out_dir, cfg, fmt=None, test_path=None, version=None) -> dict``
     Read the table (``retail_ann.inputs.read_table``), refuse partitions whose manifest says their
     labels are incomplete, sample at most ``cfg.sample_rows`` rows to the driver through Arrow
     (deterministic: rows ordered by a hash of id, as_of_date and ``cfg.data_seed``), then
     ``train_frame``. ``test_path``: a table whose rows are the test rows (all of
-    ``features_path`` then trains). Returns the content of ``metrics.json`` plus ``model_dir``
+    ``features_path`` then trains); ``version``: a Delta table as of that commit. Returns the content of ``metrics.json`` plus ``model_dir``
     and ``version``.
 ``train_frame(pdf, out_dir, cfg, data_info=None, test_pdf=None) -> dict``
     The same from pandas DataFrames already on the driver.
@@ -73,7 +73,7 @@ _FALSE = {"false", "f", "no", "n", "0", "0.0"}
 
 # ================================================================================ Spark side
 def train_table(spark, features_path: str, out_dir: str, cfg: TrainConfig, fmt: str | None = None,
-                test_path: str | None = None) -> dict:
+                test_path: str | None = None, version: int | None = None) -> dict:
     """Train on the feature table at ``features_path`` and write the artifact to ``out_dir``.
 
     With ``test_path`` the metrics and report are on that table's rows (a later cutoff, or customers
@@ -84,7 +84,8 @@ def train_table(spark, features_path: str, out_dir: str, cfg: TrainConfig, fmt: 
 
     paths = {"train": features_path, **({"test": test_path} if test_path else {})}
     windows = {k: label_windows(partition_manifests(spark, p, AS_OF_DATE), cfg) for k, p in paths.items()}
-    frames = {k: sample_to_driver(read_table(spark, p, fmt), cfg) for k, p in paths.items()}
+    frames = {k: sample_to_driver(read_table(spark, p, fmt, version if k == "train" else None), cfg)
+              for k, p in paths.items()}
     pdf, data_info = frames["train"]
     data_info["source"] = str(features_path)
     if windows["train"]:
