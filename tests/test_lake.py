@@ -1,4 +1,5 @@
 """The data lake on object storage: every path of generate → features → train → score on s3a://,
+as Parquet and as Delta,
 against a local S3-compatible server (moto, started here on 127.0.0.1). hadoop-aws comes from Maven
 Central through spark.jars.packages (cached in ~/.ivy2.5.2 after the first run); S3A is set the
 Spark way (--conf spark.hadoop.fs.s3a.*) and credentials come from the AWS environment variables."""
@@ -18,7 +19,6 @@ pytestmark = pytest.mark.slow
 
 SCRIPT = textwrap.dedent("""
     import json, sys
-    from pyspark.sql import SparkSession, functions as F
     from retail_ann import io
     from retail_ann.cli import main
 
@@ -38,8 +38,16 @@ SCRIPT = textwrap.dedent("""
         ["score", "--features", f"{lake}/features", "--model", f"{lake}/models/m1", "--out", f"{lake}/predictions"],
         ["score", "--features", f"{lake}/features", "--model", f"{lake}/models/m1", "--out", f"{lake}/predictions"],
     ]
+    delta_features = [*steps[1][:-1], f"{lake}/delta/features", "--output-format", "delta"]
+    delta_score = ["score", "--features", f"{lake}/delta/features", "--model", f"{lake}/models/m1",
+                   "--out", f"{lake}/delta/predictions", "--output-format", "delta"]
+    steps += [delta_features, delta_features, delta_score, delta_score]   # each twice: a rerun replaces its date
+    # one process runs every job here, and its first session fixes the jars: start it with Delta's
+    # and hadoop-aws (a job run alone gets what its own paths and formats need)
+    from retail_ann.spark import build_session, session_conf
+    spark = build_session("lake-test", master="local[2]", conf=session_conf(
+        [lake], True, dict(s3[i + 1].split("=", 1) for i in range(0, 8, 2))))
     exits = [main([*step, *s3]) for step in steps]
-    spark = SparkSession.getActiveSession()
     features = spark.read.parquet(f"{lake}/features")
     preds = spark.read.parquet(f"{lake}/predictions")
     part = f"{lake}/predictions/as_of_date=2024-04-01"
@@ -53,6 +61,11 @@ SCRIPT = textwrap.dedent("""
         "success": io.path_exists(spark, f"{part}/_SUCCESS"),
         "quarantine": io.path_exists(spark, f"{lake}/features/_rejected/transactions/as_of_date=2024-04-01"),
         "staging_left": io.data_files(spark, f"{lake}/predictions/_publish"),
+        "delta_features": spark.read.format("delta").load(f"{lake}/delta/features").count(),
+        "delta_predictions": spark.read.format("delta").load(f"{lake}/delta/predictions").count(),
+        "delta_history": {t: [json.loads(r["userMetadata"]) for r in
+                              spark.sql(f"DESCRIBE HISTORY delta.`{lake}/delta/{t}`").orderBy("version").collect()]
+                          for t in ("features", "predictions")},
     }))
 """)
 
@@ -95,10 +108,14 @@ def test_generate_features_train_score_with_every_path_on_s3(s3_server):
                           env={**os.environ, **aws})
     assert proc.returncode == 0, proc.stderr[-4000:]
     r = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert r["exits"] == [0, 0, 0, 0, 0], proc.stderr[-4000:]
+    assert r["exits"] == [0] * 9, proc.stderr[-4000:]
     assert r["features"] > 200 and r["predictions"] == r["ids"] == r["features"] == r["manifest_rows"]
     assert {"VERSION", "CHECKSUMS.json", "feature_spec.json", "weights_purchase.npz", "model_purchase.keras",
             "report.html"} <= set(r["model_files"])
     assert r["versions_scored"] == [r["version"]]
     assert r["success"] and r["quarantine"] and r["staging_left"] == []
     assert "testing" not in proc.stderr   # the credentials are never printed
+    # Delta on S3: a rerun adds a commit, never live rows; the commits say what they hold
+    assert r["delta_features"] == r["delta_predictions"] == r["features"]
+    assert [m["as_of_date"] for m in r["delta_history"]["features"]] == ["2024-04-01"] * 2
+    assert [m["model_version"] for m in r["delta_history"]["predictions"]] == [r["version"]] * 2
