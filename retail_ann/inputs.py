@@ -52,7 +52,7 @@ def _split_extension(name: str) -> tuple[str, str]:
     return ext, ext + compression
 
 
-def infer_format(spark: SparkSession | None, path: str, fmt: str | None = None) -> tuple[str, list[str] | None]:
+def infer_format(spark: SparkSession, path: str, fmt: str | None = None) -> tuple[str, list[str] | None]:
     """(format, the data files to read or None for all of ``path``): ``fmt`` when given (in a
     directory, only its files of that extension when some have it), else from the extension of a
     file, else from the data files of a directory (see the module docstring), else Parquet (Spark's
@@ -64,8 +64,7 @@ def infer_format(spark: SparkSession | None, path: str, fmt: str | None = None) 
     ext, _ = _split_extension(str(path).rstrip("/").rsplit("/", 1)[-1])
     if ext in FILE_EXTENSIONS:
         return fmt or FILE_EXTENSIONS[ext], None
-    if not fmt and (io.path_exists(spark, f"{str(path).rstrip('/')}/_delta_log") if spark is not None else
-                    (io.local_path(path) / "_delta_log").is_dir()):
+    if not fmt and io.path_exists(spark, f"{str(path).rstrip('/')}/_delta_log"):
         return "delta", None
     files = io.data_files(spark, path)
     by_format: dict[str, list[str]] = defaultdict(list)

@@ -1,10 +1,7 @@
-"""Reading inputs and writing outputs: the storage edge of every job.
-
-Inputs are a file or a directory of Parquet, CSV (header row, optionally gzipped), JSON lines or a
-Delta table; the format comes from the extension or an explicit ``fmt``. Parquet outputs of
-features and score are published partition by partition by ``retail_ann.publish`` (a rerun
-replaces only its own partitions, atomically); Delta outputs use dynamic partition overwrite,
-which Delta's log makes atomic. Each job leaves a JSON manifest beside its partition.
+"""The storage edge of every job, on a local disk or any Hadoop filesystem (hdfs://, s3a://):
+paths and listings, small text files, model directories copied across, Delta partition writes,
+manifests, ``_SUCCESS`` markers and quarantine. Reading tables is ``retail_ann.inputs``; publishing
+Parquet partitions atomically is ``retail_ann.publish``.
 """
 from __future__ import annotations
 
@@ -45,6 +42,20 @@ def is_local(path: str, spark: SparkSession | None = None) -> bool:
 def local_path(path: str) -> Path:
     """A local path or ``file:`` URI as a ``Path``."""
     return Path(urlparse(str(path)).path if str(path).startswith("file:") else str(path))
+
+
+def hadoop_fs(spark: SparkSession, path: str):
+    """(Hadoop ``FileSystem``, Hadoop ``Path``) of ``path`` through the session's JVM."""
+    jvm = spark.sparkContext._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    return hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), hpath
+
+
+def path_exists(spark: SparkSession, path: str) -> bool:
+    if is_local(path, spark):
+        return local_path(path).exists()
+    fs, hpath = hadoop_fs(spark, path)
+    return fs.exists(hpath)
 
 
 def data_files(spark: SparkSession | None, path: str, limit: int | None = None) -> list[str]:
@@ -154,20 +165,6 @@ def is_inside(path: str, directory: str) -> bool:
         return d.is_dir() and (p == d or d in p.parents)
     p, d = str(path).rstrip("/"), str(directory).rstrip("/")
     return p == d or p.startswith(d + "/")
-
-
-def hadoop_fs(spark: SparkSession, path: str):
-    """(Hadoop ``FileSystem``, Hadoop ``Path``) of ``path`` through the session's JVM."""
-    jvm = spark.sparkContext._jvm
-    hpath = jvm.org.apache.hadoop.fs.Path(path)
-    return hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), hpath
-
-
-def path_exists(spark: SparkSession, path: str) -> bool:
-    if is_local(path, spark):
-        return local_path(path).exists()
-    fs, hpath = hadoop_fs(spark, path)
-    return fs.exists(hpath)
 
 
 def write_delta_partitions(df: DataFrame, out: str, partition_col: str, values: list[str], metadata: dict) -> None:
