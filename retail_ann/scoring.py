@@ -17,7 +17,9 @@ import datetime as dt
 import hashlib
 import logging
 import tempfile
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -45,7 +47,9 @@ from retail_ann.schemas import (
 log = logging.getLogger(__name__)
 
 ENGINES = ("numpy", "keras")
-_keras_models: dict[tuple[str, str, str], object] = {}
+KERAS_CACHE_SIZE = 3   # networks a long-lived Python worker keeps loaded (like Spark's ml model_cache)
+_keras_models: OrderedDict[tuple[str, str, str], object] = OrderedDict()
+_keras_lock = threading.Lock()
 
 
 def prediction_schema(artifact: Artifact, id_field: T.StructField) -> T.StructType:
@@ -125,14 +129,21 @@ def count_by_date(df: DataFrame, id_col: str, as_of: dt.date | None,
 
 
 def _keras_network(artifact: Artifact, name: str):
-    """The saved Keras model ``name``, loaded once per Python worker."""
+    """The saved Keras model ``name``, loaded once per Python worker and kept in a bounded LRU cache
+    (a worker reused across jobs sees many model versions; an unbounded dict would keep them all)."""
     key = (artifact.path, artifact.version, name)
-    if key not in _keras_models:
+    with _keras_lock:
+        if key in _keras_models:
+            _keras_models.move_to_end(key)
+            return _keras_models[key]
         _pin_tensorflow_threads()
         import keras
 
-        _keras_models[key] = keras.saving.load_model(f"{artifact.path}/model_{name}.keras", compile=False)
-    return _keras_models[key]
+        model = keras.saving.load_model(f"{artifact.path}/model_{name}.keras", compile=False)
+        _keras_models[key] = model
+        while len(_keras_models) > KERAS_CACHE_SIZE:
+            _keras_models.popitem(last=False)
+        return model
 
 
 def _pin_tensorflow_threads() -> None:

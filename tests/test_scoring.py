@@ -270,3 +270,18 @@ def test_the_values_scoring_imputes_are_counted_in_the_manifest(spark, shop, tra
                            ScoreConfig(unique_ids=False))
     assert manifest["imputed"]["non_finite"] == {GROSS_SPEND: expected}
     assert manifest["imputed"]["nulls"].get(AVG_ORDER_VALUE) == nulls > 0
+
+
+def test_keras_networks_are_cached_per_worker_in_a_bounded_lru(trained_model):
+    import dataclasses
+
+    from retail_ann import scoring
+
+    artifact = load_artifact(trained_model["dir"])
+    scoring._keras_models.clear()
+    first = scoring._keras_network(artifact, "purchase")
+    assert scoring._keras_network(artifact, "purchase") is first                 # loaded once
+    for v in range(scoring.KERAS_CACHE_SIZE):   # other model versions push the first one out
+        scoring._keras_network(dataclasses.replace(artifact, version=f"v{v}"), "purchase")
+    assert len(scoring._keras_models) == scoring.KERAS_CACHE_SIZE
+    assert (artifact.path, artifact.version, "purchase") not in scoring._keras_models
