@@ -47,14 +47,16 @@ if [[ " $* " == *" -- "* ]]; then
 fi
 # shellcheck disable=SC2206
 extra=(${SPARK_SUBMIT_OPTS_EXTRA:-})
-opts=() py_files=() archives=() cluster_mode=0
+opts=() py_files=() archives=() packages=() cluster_mode=0
 set -- ${extra[@]+"${extra[@]}"} ${submit_args[@]+"${submit_args[@]}"} -- "$@"
 while [ "$1" != "--" ]; do
   case "$1" in
-    --py-files|--archives)
+    --py-files|--archives|--packages)
       [ "$2" != "--" ] || { echo "$1 needs a value" >&2; exit 2; } ;;
   esac
   case "$1" in
+    --packages) packages+=("$2"); shift 2; continue ;;
+    --packages=*) packages+=("${1#*=}"); shift; continue ;;
     --py-files) py_files+=("$2"); shift 2; continue ;;
     --py-files=*) py_files+=("${1#*=}"); shift; continue ;;
     --archives) archives+=("$2"); shift 2; continue ;;
@@ -107,7 +109,14 @@ elif [ "$package" = none ]; then
   package=""
 fi
 [ -n "$package" ] && py_files=("$package" ${py_files[@]+"${py_files[@]}"})
+# The JVM starts before the job does, so jars the job's paths and formats need come from here:
+# hadoop-aws for an s3a:// path, Delta for a Delta input or output (versions: retail_ann/spark.py).
+job_args=" $* "
+package_of() { sed -n "s/^$1 = \"\(.*\)\"/\1/p" "$here/retail_ann/spark.py"; }
+[[ "$job_args" == *"s3a://"* ]] && packages+=("$(package_of S3A_PACKAGE)")
+[[ "$job_args" =~ -format[=\ ]delta\  ]] && packages+=("$(package_of DELTA_PACKAGE)")
 ship=()
+[ ${#packages[@]} -gt 0 ] && ship+=(--packages "$(IFS=,; echo "${packages[*]}")")
 [ ${#py_files[@]} -gt 0 ] && ship+=(--py-files "$(IFS=,; echo "${py_files[*]}")")
 [ ${#archives[@]} -gt 0 ] && ship+=(--archives "$(IFS=,; echo "${archives[*]}")")
 

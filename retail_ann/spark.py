@@ -35,8 +35,10 @@ REQUIRED_CONF = {
 }
 
 # Delta Lake for pyspark 4.0.x, resolved from Maven Central at session start when a job writes Delta.
+# (spark-submit.sh reads DELTA_PACKAGE and S3A_PACKAGE from this file: keep them one line each.)
+DELTA_PACKAGE = "io.delta:delta-spark_2.13:4.0.0"
 DELTA_CONF = {
-    "spark.jars.packages": "io.delta:delta-spark_2.13:4.0.0",
+    "spark.jars.packages": DELTA_PACKAGE,
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
 }

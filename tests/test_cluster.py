@@ -89,6 +89,18 @@ def test_command_ships_package_and_merges_options():
     assert cmd[-3:] == [str(REPO / "jobs" / "features.py"), "--out", "x"]
 
 
+def test_jars_for_s3a_paths_and_delta_formats_are_added_to_the_users_packages():
+    r = _script("score", "--packages", "org.example:extra:1.0", "--", "--features", "s3a://lake/features",
+                "--model", "m", "--out", "s3a://lake/predictions", "--output-format", "delta", RETAIL_ANN_DRY_RUN="1")
+    assert r.returncode == 0, r.stderr
+    cmd = r.stdout.splitlines()
+    assert cmd.count("--packages") == 1
+    assert cmd[cmd.index("--packages") + 1] == \
+        "org.example:extra:1.0,org.apache.hadoop:hadoop-aws:3.4.1,io.delta:delta-spark_2.13:4.0.0"
+    plain = _script("features", "--", "--out", "/data/x", RETAIL_ANN_DRY_RUN="1").stdout.splitlines()
+    assert "--packages" not in plain
+
+
 def test_package_zip_has_every_module_and_is_rebuilt_when_stale(tmp_path):
     env = {**os.environ, "RETAIL_ANN_BUILD_DIR": str(tmp_path)}
     build = [str(REPO / "bin" / "build-package.sh")]
