@@ -124,9 +124,9 @@ def run_import(spark: SparkSession, fmt: str, path: str, out: str, cfg: Features
 def check_features_request(cfg: FeaturesConfig, as_of: dt.date, out: str, inputs: dict[str, str | None]) -> None:
     """What can be known wrong before any work: a window past the calendar's end, an ``out`` that
     is a file or lies inside an input directory (the next run would read its own output)."""
+    window = fx.FeatureWindow(as_of, cfg.lookback_days, cfg.horizon_days, cfg.recent_days)
     try:
-        fx.FeatureWindow(as_of, cfg.lookback_days, cfg.horizon_days, cfg.recent_days).label_end
-        as_of - dt.timedelta(days=cfg.lookback_days)
+        window.feature_start, window.label_end   # dates past 9999-12-31 or before 0001-01-01 raise
     except OverflowError:
         raise InputError(f"--as-of {as_of} with --lookback-days {cfg.lookback_days} and --horizon-days "
                          f"{cfg.horizon_days} runs past the calendar (0001-01-01..9999-12-31)") from None
