@@ -176,11 +176,6 @@ def write_delta_partitions(df: DataFrame, out: str, partition_col: str, values: 
      .option("userMetadata", json.dumps(metadata, sort_keys=True, default=str)).save(out))
 
 
-def write_table(df: DataFrame, out: str, fmt: str = "parquet") -> None:
-    """Write ``df`` to ``out``, replacing whatever was there."""
-    df.write.mode("overwrite").format(fmt).save(out)
-
-
 def finish_delta_partitions(spark: SparkSession, out: str, partition_col: str, values: list[str], expected_rows: int,
                             manifest) -> dict:
     """After ``write_delta_partitions``: check the live rows of ``values`` are ``expected_rows``

@@ -17,7 +17,7 @@ from retail_ann import features as fx
 from retail_ann.config import DemoConfig, FeaturesConfig, GenerateConfig, ScoreConfig, TrainConfig, parse_date
 from retail_ann.errors import InputError
 from retail_ann.logs import stage
-from retail_ann.publish import publish_partitions
+from retail_ann.publish import publish_partitions, publish_tables
 from retail_ann.schemas import (
     AS_OF_DATE, CLICKSTREAM, CUSTOMERS, REJECT_REASON, RAW_TABLES, TRANSACTIONS, WILL_PURCHASE, TableSchema,
     ValidationLimits, split_valid,
@@ -27,18 +27,13 @@ log = logging.getLogger(__name__)
 
 
 def run_generate(spark: SparkSession, cfg: GenerateConfig, out: str) -> dict:
-    """Generate the synthetic shop and write ``out/{customers,transactions,clickstream}`` as Parquet."""
-    tables = datagen.generate_shop(spark, cfg)
-    rows: dict[str, int] = {}
-    timings: dict[str, float] = {}
-    for name, df in tables.items():
-        target = f"{out.rstrip('/')}/{name}"
-        with stage(f"generate.{name}", log) as s:
-            io.write_table(df, target)
-            s.rows = rows[name] = spark.read.parquet(target).count()
-        timings[name] = s.seconds
+    """Generate the synthetic shop and write ``out/{customers,transactions,clickstream}`` as Parquet,
+    replacing the three tables together (``publish.publish_tables``)."""
+    with stage("generate.write", log) as s:   # the three tables, replaced together (publish_tables)
+        rows = publish_tables(spark, datagen.generate_shop(spark, cfg), out)
+        s.rows = sum(rows.values())
     manifest = {
-        "job": "generate", "version": __version__, "config": vars(cfg), "rows": rows, "seconds": timings,
+        "job": "generate", "version": __version__, "config": vars(cfg), "rows": rows, "seconds": {"write": s.seconds},
         "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     io.write_manifest(spark, out, manifest)
@@ -101,15 +96,15 @@ def run_import(spark: SparkSession, fmt: str, path: str, out: str, cfg: Features
         raise InputError(f"unknown import format {fmt!r}; use one of {', '.join(FORMATS)}")
     limits = _limits(cfg or FeaturesConfig())
     importer = FORMATS[fmt]
-    rows: dict[str, int] = {}
     rejected: dict[str, int] = {}
     data: dict[str, dict] = {}
     with stage(f"import.{fmt}", log) as s:
+        valid_tables: dict[str, DataFrame] = {}
         for name, table in importer.to_tables(importer.read(spark, path)).items():
-            valid, rejected[name], data[name] = validated(spark, table, RAW_TABLES[name], limits, out,
-                                                          f"format={fmt}", path)
-            io.write_table(valid, f"{out.rstrip('/')}/{name}")
-            rows[name] = data[name].pop("rows")
+            valid_tables[name], rejected[name], data[name] = validated(spark, table, RAW_TABLES[name], limits, out,
+                                                                       f"format={fmt}", path)
+            del data[name]["rows"]
+        rows = publish_tables(spark, valid_tables, out)   # replaced together; a kill keeps the old ones
         s.rows = rows["transactions"]
     manifest = {
         "job": "import", "version": __version__, "format": fmt, "input": path, "rows": rows, "rejected": rejected,

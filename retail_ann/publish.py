@@ -1,13 +1,16 @@
-"""Publishing partitions of an output table so that a killed job never leaves one half-written.
+"""Publishing partitions of an output table (features, score) and whole tables (generate, import)
+so that a killed job never leaves one half-written.
 
 Spark's dynamic partition overwrite deletes a partition before it moves the new files in, so a kill
 in between loses the old partition and strands the new one in ``.spark-staging-*``. Instead, for
 the partitions ``values`` of ``OUT`` partitioned by ``col``:
 
-1. a journal ``OUT/_publish/<run>.json`` (state ``writing``, the values) is written first;
+1. a journal ``OUT/_publish/<run>.json`` (state ``writing``, the directories it will replace:
+   ``col=<value>`` partitions or table names) is written first;
 2. Spark writes the rows under ``OUT/_publish/<run>/`` (``col=<value>/`` directories);
 3. the staged row count is checked, and each staged partition gets its ``_manifest.json`` (with
-   the run id) and ``_SUCCESS``: they describe the partition they sit in;
+   the run id) and ``_SUCCESS``: they describe the partition they sit in (a staged table gets a
+   ``_manifest.json`` with the run id and its rows);
 4. the journal turns ``swapping``; each partition is swapped in: on a local Linux disk by one
    atomic exchange of the two directories (``renameat2(RENAME_EXCHANGE)``), elsewhere by two
    renames (old aside, new in; HDFS renames are atomic, so a reader sees the old partition, for an
@@ -137,53 +140,83 @@ def publish_partitions(
     when the staged row count is not ``expected_rows``. Returns the manifest written."""
     out = str(out).rstrip("/")
     store = _Storage(spark, out)
-    values = sorted({str(v) for v in values})
-    recover(spark, out, col, values)
-    run = uuid.uuid4().hex[:12]
-    root = f"{out}/{PUBLISH_DIR}"
-    staging, journal = f"{root}/{run}", f"{root}/{run}.json"
-    _write_journal(spark, journal, {"run": run, "col": col, "values": values, "state": "writing"})
-    _step("journal-written")
+    entries = sorted({f"{col}={v}" for v in values})
+    run, staging, journal = _begin(spark, out, entries)
     df.write.mode("overwrite").partitionBy(col).parquet(staging)
     _step("staged")
-    staged = sorted(d.split("=", 1)[1] for d in store.list_dirs(staging) if d.startswith(f"{col}="))
+    staged = sorted(d for d in store.list_dirs(staging) if d.startswith(f"{col}="))
     rows = spark.read.parquet(staging).count() if staged else 0   # Parquet footers: no data read
-    if staged != values or rows != expected_rows:
+    if staged != entries or rows != expected_rows:
         store.delete(staging)
         store.delete(journal)
-        raise RuntimeError(f"staged {rows} rows in partitions {staged} for {expected_rows} rows in {values}: "
-                           "nothing published")
+        raise RuntimeError(f"staged {rows} rows in partitions {[d.split('=', 1)[1] for d in staged]} for "
+                           f"{expected_rows} rows in {sorted(str(v) for v in values)}: nothing published")
     written = {**manifest(rows), RUN_KEY: run}
-    for value in values:
-        partition = f"{staging}/{col}={value}"
-        io.write_manifest(spark, partition, written)
-        io.write_success(spark, partition)
-    _write_journal(spark, journal, {"run": run, "col": col, "values": values, "state": "swapping"})
-    _step("swapping")
-    _roll_forward(spark, store, out, col, run, values)
-    _step("swapped")
-    store.delete(staging)
-    store.delete(journal)
+    for entry in entries:
+        io.write_manifest(spark, f"{staging}/{entry}", written)
+        io.write_success(spark, f"{staging}/{entry}")
+    _finish(spark, store, out, run, entries)
     return written
 
 
-def recover(spark: SparkSession, out: str, col: str, values: list[str]) -> None:
-    """Finish or undo what an interrupted publish left for any of the partitions ``values``."""
+def publish_tables(spark: SparkSession, tables: dict[str, DataFrame], out: str) -> dict[str, int]:
+    """Write each DataFrame of ``tables`` as Parquet to ``out/<name>``, replacing the table there the
+    same way partitions are replaced (staged, counted, swapped in behind the journal), so a killed
+    ``generate`` or ``import`` leaves the previous tables whole. Returns the rows of each table."""
+    out = str(out).rstrip("/")
+    store = _Storage(spark, out)
+    entries = sorted(tables)
+    run, staging, _ = _begin(spark, out, entries)
+    rows = {}
+    for name in entries:
+        tables[name].write.mode("overwrite").parquet(f"{staging}/{name}")
+        rows[name] = spark.read.parquet(f"{staging}/{name}").count()   # Parquet footers: no data read
+        io.write_manifest(spark, f"{staging}/{name}", {RUN_KEY: run, "rows": rows[name]})
+    _step("staged")
+    _finish(spark, store, out, run, entries)
+    return rows
+
+
+def _begin(spark: SparkSession, out: str, entries: list[str]) -> tuple[str, str, str]:
+    """Recover what earlier runs left for ``entries`` (directories of ``out``), then open a run:
+    (run id, its staging directory, its journal), the journal written in state ``writing``."""
+    recover(spark, out, entries)
+    run = uuid.uuid4().hex[:12]
+    root = f"{out}/{PUBLISH_DIR}"
+    _write_journal(spark, f"{root}/{run}.json", {"run": run, "entries": entries, "state": "writing"})
+    _step("journal-written")
+    return run, f"{root}/{run}", f"{root}/{run}.json"
+
+
+def _finish(spark: SparkSession, store: "_Storage", out: str, run: str, entries: list[str]) -> None:
+    """Mark the run ``swapping``, swap every staged entry in, then remove the staging and the journal."""
+    root = f"{out}/{PUBLISH_DIR}"
+    _write_journal(spark, f"{root}/{run}.json", {"run": run, "entries": entries, "state": "swapping"})
+    _step("swapping")
+    _roll_forward(spark, store, out, run, entries)
+    _step("swapped")
+    store.delete(f"{root}/{run}")
+    store.delete(f"{root}/{run}.json")
+
+
+def recover(spark: SparkSession, out: str, entries: list[str]) -> None:
+    """Finish or undo what an interrupted publish left for any of ``entries`` (directories of
+    ``out``: ``as_of_date=…`` partitions, or whole tables)."""
     out = str(out).rstrip("/")
     store = _Storage(spark, out)
     root = f"{out}/{PUBLISH_DIR}"
-    wanted = {str(v) for v in values}
+    wanted = set(entries)
     journals = {name.removesuffix(".json") for name in store.list_files(root, ".json")}
     for run in sorted(journals):
         state = json.loads(io.read_text(spark, f"{root}/{run}.json"))
-        if not wanted & set(state["values"]):
-            continue   # another date's run, perhaps still going
+        if not wanted & set(state["entries"]):
+            continue   # another date's (or table's) run, perhaps still going
         if state["state"] == "swapping":
-            log.warning("finishing the interrupted publish %s of %s=%s in %s", run, col, ",".join(state["values"]), out)
-            _roll_forward(spark, store, out, col, run, state["values"])
+            log.warning("finishing the interrupted publish %s of %s in %s", run, ", ".join(state["entries"]), out)
+            _roll_forward(spark, store, out, run, state["entries"])
         else:
-            log.warning("removing the unfinished write %s of %s=%s in %s (the published partitions are as they were)",
-                        run, col, ",".join(state["values"]), out)
+            log.warning("removing the unfinished write %s of %s in %s (what was published is as it was)",
+                        run, ", ".join(state["entries"]), out)
         store.delete(f"{root}/{run}")
         store.delete(f"{root}/{run}.json")
     # staging without a journal (listed again now: a run that started meanwhile wrote its journal first)
@@ -196,10 +229,10 @@ def recover(spark: SparkSession, out: str, col: str, values: list[str]) -> None:
             store.delete(f"{out}/{name}")
 
 
-def _roll_forward(spark: SparkSession, store: _Storage, out: str, col: str, run: str, values: list[str]) -> None:
-    """Swap each staged partition of ``run`` in, unless the live one already is it."""
-    for value in values:
-        live, staged = f"{out}/{col}={value}", f"{out}/{PUBLISH_DIR}/{run}/{col}={value}"
+def _roll_forward(spark: SparkSession, store: "_Storage", out: str, run: str, entries: list[str]) -> None:
+    """Swap each staged entry of ``run`` in, unless the live one already is it."""
+    for entry in entries:
+        live, staged = f"{out}/{entry}", f"{out}/{PUBLISH_DIR}/{run}/{entry}"
         if _run_of(spark, live) == run:
             continue
         if not store.exists(staged):
@@ -207,8 +240,7 @@ def _roll_forward(spark: SparkSession, store: _Storage, out: str, col: str, run:
         if store.exists(live):
             if store.exchange(staged, live):   # the staged path now holds the old rows, deleted with it
                 continue
-            aside = f"{out}/{PUBLISH_DIR}/{run}/old/{col}={value}"
-            store.rename(live, aside)
+            store.rename(live, f"{out}/{PUBLISH_DIR}/{run}/old/{entry}")
             _step("old-aside")
         store.rename(staged, live)
 

@@ -78,7 +78,7 @@ def test_a_kill_at_any_step_leaves_a_complete_partition_and_a_rerun_repairs(spar
     assert after_kill == expected
     # what the killed run left is repaired before the next run does anything: old-aside was about to
     # move the new rows in, so recovery finishes that swap (it is what a reader sees from then on)
-    publish.recover(spark, str(out), AS_OF_DATE, [DATE])
+    publish.recover(spark, str(out), [f"{AS_OF_DATE}={DATE}"])
     assert _partition_state(out) == {"old-aside": ("b", 50), "swapping": ("b", 50)}.get(step, expected)
     assert not list((out / publish.PUBLISH_DIR).iterdir())
     _publish(spark, out, 70, "c")
@@ -93,13 +93,43 @@ def test_other_dates_journals_are_left_alone_and_stranded_spark_staging_is_remov
     other = out / publish.PUBLISH_DIR / "someone-else"
     (other / f"{AS_OF_DATE}=2024-08-01").mkdir(parents=True)
     (out / publish.PUBLISH_DIR / "someone-else.json").write_text(json.dumps(
-        {"run": "someone-else", "col": AS_OF_DATE, "values": ["2024-08-01"], "state": "writing"}))
+        {"run": "someone-else", "entries": [f"{AS_OF_DATE}=2024-08-01"], "state": "writing"}))
     (out / publish.PUBLISH_DIR / "orphan").mkdir()               # staging whose journal is gone
     (out / ".spark-staging-0123").mkdir()                         # what dynamic overwrite stranded
     _publish(spark, out, 20, "b")
     assert _partition_state(out) == ("b", 20)
     assert other.is_dir() and (out / publish.PUBLISH_DIR / "someone-else.json").exists()
     assert not (out / publish.PUBLISH_DIR / "orphan").exists() and not (out / ".spark-staging-0123").exists()
+
+
+@pytest.mark.parametrize("step", ["staged", "swapping", "swapped"])
+def test_tables_replaced_together_survive_a_kill(spark, tmp_path, monkeypatch, step):
+    """generate and import replace whole tables the same way: after a kill the old tables are whole,
+    or the next run's recovery completes the new ones."""
+    out = tmp_path / "shop"
+
+    def tables(n, tag):
+        return {name: _frame(spark, n, tag) for name in ("customers", "transactions")}
+
+    def state():
+        return {name: sorted({r[CUSTOMER_ID][0] for r in spark.read.parquet(str(out / name)).collect()}) +
+                [spark.read.parquet(str(out / name)).count()] for name in ("customers", "transactions")}
+
+    assert publish.publish_tables(spark, tables(5, "a"), str(out)) == {"customers": 5, "transactions": 5}
+
+    def hook(name):
+        if name == step:
+            raise Killed(name)
+
+    monkeypatch.setattr(publish, "STEP_HOOK", hook)
+    with pytest.raises(Killed):
+        publish.publish_tables(spark, tables(8, "b"), str(out))
+    monkeypatch.setattr(publish, "STEP_HOOK", None)
+    old, new = {n: ["a", 5] for n in ("customers", "transactions")}, {n: ["b", 8] for n in ("customers", "transactions")}
+    assert state() == (new if step == "swapped" else old)
+    publish.recover(spark, str(out), ["customers", "transactions"])
+    assert state() == (old if step == "staged" else new)
+    assert not list((out / publish.PUBLISH_DIR).iterdir())
 
 
 def test_a_wrong_row_count_publishes_nothing(spark, tmp_path):
