@@ -252,21 +252,20 @@ def clickstream_aggregates(clickstream: DataFrame, w: FeatureWindow, categories:
 def dedupe_customers(customers: DataFrame) -> tuple[DataFrame, DataFrame]:
     """Split the customers table into one row per ``customer_id`` (earliest signup wins) and the
     duplicate rows, which the caller quarantines."""
-    order = SparkWindow.partitionBy(CUSTOMER_ID).orderBy(
-        F.col(SIGNUP_DATE).asc_nulls_last(), AGE, GENDER, LOCATION
-    )
-    ranked = customers.withColumn("_rank", F.row_number().over(order))
-    unique = ranked.where(F.col("_rank") == 1).drop("_rank")
-    duplicates = ranked.where(F.col("_rank") > 1).drop("_rank")
-    return unique, duplicates
+    return _first_and_rest(customers, SparkWindow.partitionBy(CUSTOMER_ID).orderBy(
+        F.col(SIGNUP_DATE).asc_nulls_last(), AGE, GENDER, LOCATION))
 
 
 def split_duplicate_rows(df: DataFrame) -> tuple[DataFrame, DataFrame]:
     """Split ``df`` into one copy of each distinct row and the repeats (alike in every column), which
     the caller quarantines: an exported line repeated whole would otherwise count twice."""
-    copy = F.row_number().over(SparkWindow.partitionBy(*df.columns).orderBy(*df.columns))
-    ranked = df.withColumn("_copy", copy)
-    return ranked.where(F.col("_copy") == 1).drop("_copy"), ranked.where(F.col("_copy") > 1).drop("_copy")
+    return _first_and_rest(df, SparkWindow.partitionBy(*df.columns).orderBy(*df.columns))
+
+
+def _first_and_rest(df: DataFrame, window) -> tuple[DataFrame, DataFrame]:
+    """(the first row of each ``window`` partition in its order, every other row)."""
+    ranked = df.withColumn("_rank", F.row_number().over(window))
+    return ranked.where(F.col("_rank") == 1).drop("_rank"), ranked.where(F.col("_rank") > 1).drop("_rank")
 
 
 def signed_up_before(w: FeatureWindow) -> Column:
