@@ -64,23 +64,20 @@ class _Storage:
         return io.path_exists(self.spark, path)
 
     def list_dirs(self, path: str) -> list[str]:
-        if self.local:
-            p = io.local_path(path)
-            return sorted(c.name for c in p.iterdir() if c.is_dir()) if p.is_dir() else []
-        fs, hpath = io.hadoop_fs(self.spark, path)
-        if not fs.exists(hpath):
-            return []
-        return sorted(s.getPath().getName() for s in fs.listStatus(hpath) if s.isDirectory())
+        return [name for name, is_dir in self._entries(path) if is_dir]
 
     def list_files(self, path: str, suffix: str) -> list[str]:
+        return [name for name, is_dir in self._entries(path) if not is_dir and name.endswith(suffix)]
+
+    def _entries(self, path: str) -> list[tuple[str, bool]]:
+        """(name, is a directory) of what ``path`` holds, sorted; nothing when it does not exist."""
         if self.local:
             p = io.local_path(path)
-            return sorted(c.name for c in p.iterdir() if c.is_file() and c.name.endswith(suffix)) if p.is_dir() else []
+            return sorted((c.name, c.is_dir()) for c in p.iterdir()) if p.is_dir() else []
         fs, hpath = io.hadoop_fs(self.spark, path)
         if not fs.exists(hpath):
             return []
-        return sorted(s.getPath().getName() for s in fs.listStatus(hpath)
-                      if s.isFile() and s.getPath().getName().endswith(suffix))
+        return sorted((s.getPath().getName(), s.isDirectory()) for s in fs.listStatus(hpath))
 
     def rename(self, src: str, dst: str) -> None:
         if self.local:
