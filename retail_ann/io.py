@@ -1,7 +1,7 @@
 """The storage edge of every job, on a local disk or any Hadoop filesystem (hdfs://, s3a://):
-paths and listings, small text files, model directories copied across, Delta partition writes,
-manifests, ``_SUCCESS`` markers and quarantine. Reading tables is ``retail_ann.inputs``; publishing
-Parquet partitions atomically is ``retail_ann.publish``.
+paths and listings, small text files, model directories copied across, manifests, ``_SUCCESS``
+markers and quarantine. Reading tables is ``retail_ann.inputs``; publishing partitions and tables
+(Parquet atomically, Delta in one commit) is ``retail_ann.publish``.
 """
 from __future__ import annotations
 
@@ -165,33 +165,6 @@ def is_inside(path: str, directory: str) -> bool:
         return d.is_dir() and (p == d or d in p.parents)
     p, d = str(path).rstrip("/"), str(directory).rstrip("/")
     return p == d or p.startswith(d + "/")
-
-
-def write_delta_partitions(df: DataFrame, out: str, partition_col: str, values: list[str], metadata: dict) -> None:
-    """Replace the partitions ``values`` of the Delta table ``out`` (created if new) with ``df``, in
-    one commit (``replaceWhere``: history grows, the live rows of other partitions stay) carrying
-    ``metadata`` as its ``userMetadata``."""
-    where = f"`{partition_col}` IN ({', '.join(repr(str(v)) for v in values)})"
-    (df.write.format("delta").mode("overwrite").partitionBy(partition_col).option("replaceWhere", where)
-     .option("userMetadata", json.dumps(metadata, sort_keys=True, default=str)).save(out))
-
-
-def finish_delta_partitions(spark: SparkSession, out: str, partition_col: str, values: list[str], expected_rows: int,
-                            manifest) -> dict:
-    """After ``write_delta_partitions``: check the live rows of ``values`` are ``expected_rows``
-    and put ``manifest(rows)`` and ``_SUCCESS`` into each partition's directory (Delta leaves files
-    starting with ``_`` alone). Returns the manifest."""
-    from pyspark.sql import functions as F
-
-    rows = (spark.read.format("delta").load(out).where(F.col(partition_col).cast("string").isin(*values)).count())
-    if rows != expected_rows:
-        raise RuntimeError(f"wrote {rows} rows to {out} for {expected_rows}")
-    written = manifest(rows)
-    for value in values:
-        partition = f"{str(out).rstrip('/')}/{partition_col}={value}"
-        write_manifest(spark, partition, written)
-        write_success(spark, partition)
-    return written
 
 
 def write_text(spark: SparkSession, path: str, text: str) -> None:

@@ -17,7 +17,7 @@ from retail_ann import features as fx
 from retail_ann.config import DemoConfig, FeaturesConfig, GenerateConfig, ScoreConfig, TrainConfig, parse_date
 from retail_ann.errors import InputError
 from retail_ann.logs import stage
-from retail_ann.publish import publish_partitions, publish_tables
+from retail_ann.publish import publish_delta_partitions, publish_partitions, publish_tables
 from retail_ann.schemas import (
     AS_OF_DATE, CLICKSTREAM, CUSTOMERS, REJECT_REASON, RAW_TABLES, TRANSACTIONS, WILL_PURCHASE, TableSchema,
     ValidationLimits, split_valid,
@@ -202,9 +202,8 @@ def run_features(
 
     with stage("features.write", log) as w:
         if cfg.output_format == "delta":   # one replaceWhere commit: Delta's log is the atomic publish
-            io.write_delta_partitions(table, out, AS_OF_DATE, [as_of.isoformat()],
-                                      {"job": "features", AS_OF_DATE: as_of.isoformat(), "version": __version__})
-            written = io.finish_delta_partitions(spark, out, AS_OF_DATE, [as_of.isoformat()], rows, manifest)
+            written = publish_delta_partitions(spark, table, out, AS_OF_DATE, [as_of.isoformat()], rows, manifest,
+                                               {"job": "features", AS_OF_DATE: as_of.isoformat(), "version": __version__})
         else:
             written = publish_partitions(spark, table, out, AS_OF_DATE, [as_of.isoformat()], rows, manifest)
         w.rows = rows

@@ -38,6 +38,7 @@ import uuid
 from collections.abc import Callable
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from retail_ann import io
 
@@ -153,6 +154,30 @@ def publish_partitions(
         io.write_manifest(spark, f"{staging}/{entry}", written)
         io.write_success(spark, f"{staging}/{entry}")
     _finish(spark, store, out, run, entries)
+    return written
+
+
+def publish_delta_partitions(
+    spark: SparkSession, df: DataFrame, out: str, col: str, values: list[str], expected_rows: int,
+    manifest: Callable[[int], dict], metadata: dict,
+) -> dict:
+    """The Delta counterpart of ``publish_partitions``: replace the partitions ``values`` of the
+    Delta table ``out`` (created if new) with ``df`` in one commit (``replaceWhere``: history grows,
+    the live rows of other partitions stay; Delta's log is the atomic publish) carrying ``metadata``
+    as its ``userMetadata``; then check the live rows of ``values`` are ``expected_rows`` and put
+    ``manifest(rows)`` and ``_SUCCESS`` into each partition's directory (Delta leaves files starting
+    with ``_`` alone). Returns the manifest written."""
+    out = str(out).rstrip("/")
+    where = f"`{col}` IN ({', '.join(repr(str(v)) for v in values)})"
+    (df.write.format("delta").mode("overwrite").partitionBy(col).option("replaceWhere", where)
+     .option("userMetadata", json.dumps(metadata, sort_keys=True, default=str)).save(out))
+    rows = spark.read.format("delta").load(out).where(F.col(col).cast("string").isin(*values)).count()
+    if rows != expected_rows:
+        raise RuntimeError(f"wrote {rows} rows to {out} for {expected_rows}")
+    written = manifest(rows)
+    for value in values:
+        io.write_manifest(spark, f"{out}/{col}={value}", written)
+        io.write_success(spark, f"{out}/{col}={value}")
     return written
 
 

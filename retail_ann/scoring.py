@@ -38,7 +38,7 @@ from retail_ann.config import ScoreConfig
 from retail_ann.errors import InputError
 from retail_ann.logs import stage
 from retail_ann.preprocessing import column_types_of
-from retail_ann.publish import publish_partitions
+from retail_ann.publish import publish_delta_partitions, publish_partitions
 from retail_ann.schemas import (
     AS_OF_DATE, CORRUPT_RECORD, MODEL_VERSION, PREDICTED_SPEND, PURCHASE_PROBABILITY, REJECT_REASON, SCORED_AT,
     WILL_PURCHASE, is_blank, with_reject_reason,
@@ -378,10 +378,9 @@ def score_table(
                                              rows_in, manifest)
             else:   # Delta: one replaceWhere commit of the dates, its log the atomic publish
                 values = [d.isoformat() for d in dates]
-                io.write_delta_partitions(predictions, out, AS_OF_DATE, values, {
+                written = publish_delta_partitions(spark, predictions, out, AS_OF_DATE, values, rows_in, manifest, {
                     "job": "score", "model_version": artifact.version, "as_of_dates": values,
                     "threshold": artifact.threshold})
-                written = io.finish_delta_partitions(spark, out, AS_OF_DATE, values, rows_in, manifest)
             s.rows = rows_in
     finally:
         spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", previous)
