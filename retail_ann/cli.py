@@ -34,6 +34,10 @@ def _common(p: argparse.ArgumentParser, job: str) -> None:
     g.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
+_TABLE_ARGS = ("transactions", "clickstream", "customers", "features", "test_features")   # tables a job reads
+_PATH_ARGS = (*_TABLE_ARGS, "input", "out", "model")
+
+
 def _formats(p: argparse.ArgumentParser, output: str | None, default_output: str = "parquet",
              deprecated_format: str | None = None) -> None:
     """``--input-format`` and ``--input-version`` (every job that reads a table), ``--output-format``
@@ -73,7 +77,7 @@ def _needs_delta(args: argparse.Namespace, output_format: str | None = None) -> 
 
     if output_format == "delta" or getattr(args, "input_format", None) == "delta":
         return True
-    paths = [getattr(args, n, None) for n in ("features", "test_features", "transactions", "clickstream", "customers")]
+    paths = [getattr(args, n, None) for n in _TABLE_ARGS]
     return any(p and io.is_local(p) and (io.local_path(p) / "_delta_log").is_dir() for p in paths)
 
 
@@ -90,9 +94,6 @@ def _spark_conf(pairs: list[str]) -> dict[str, str]:
 def _config(cls, args: argparse.Namespace, job: str, overrides: dict):
     path = args.config or default_config_path(job)
     return load_config(cls, path, overrides)
-
-
-_PATH_ARGS = ("input", "out", "transactions", "clickstream", "customers", "features", "test_features", "model")
 
 
 def _session(args: argparse.Namespace, job: str, delta: bool = False):
