@@ -6,7 +6,8 @@
 #
 # jobs: the files in jobs/ (generate, features, train, score, demo, ...).
 # Master: $SPARK_MASTER (default local[*]). Extra spark-submit options: before a `--`, or in
-# $SPARK_SUBMIT_OPTS_EXTRA (word-split; put it first, the `--` options after it).
+# $SPARK_SUBMIT_OPTS_EXTRA (word-split; put it first, the `--` options after it); --packages and
+# --exclude-packages given there add to the ones a job's paths need.
 # Settings: conf/spark-defaults.conf (--properties-file), over the cluster's own
 # $SPARK_CONF_DIR/spark-defaults.conf when there is one (--load-spark-defaults).
 # spark-submit: $SPARK_HOME/bin/spark-submit, else the one inside the installed pyspark.
@@ -38,8 +39,8 @@ job="$1"; shift
 case "$job" in -h|--help) usage ;; esac
 [[ "$job" =~ ^[A-Za-z0-9_-]+$ ]] && [ -f "$here/jobs/$job.py" ] || usage
 
-# Options: $SPARK_SUBMIT_OPTS_EXTRA, then the ones before `--`. --py-files and --archives are
-# collected (spark-submit keeps only the last of each) and merged with ours.
+# Options: $SPARK_SUBMIT_OPTS_EXTRA, then the ones before `--`. --py-files, --archives, --packages
+# and --exclude-packages are collected (spark-submit keeps only the last of each) and merged with ours.
 submit_args=()
 if [[ " $* " == *" -- "* ]]; then
   while [ $# -gt 0 ] && [ "$1" != "--" ]; do submit_args+=("$1"); shift; done
@@ -47,16 +48,18 @@ if [[ " $* " == *" -- "* ]]; then
 fi
 # shellcheck disable=SC2206
 extra=(${SPARK_SUBMIT_OPTS_EXTRA:-})
-opts=() py_files=() archives=() packages=() cluster_mode=0
+opts=() py_files=() archives=() packages=() excludes=() cluster_mode=0
 set -- ${extra[@]+"${extra[@]}"} ${submit_args[@]+"${submit_args[@]}"} -- "$@"
 while [ "$1" != "--" ]; do
   case "$1" in
-    --py-files|--archives|--packages)
+    --py-files|--archives|--packages|--exclude-packages)
       [ "$2" != "--" ] || { echo "$1 needs a value" >&2; exit 2; } ;;
   esac
   case "$1" in
     --packages) packages+=("$2"); shift 2; continue ;;
     --packages=*) packages+=("${1#*=}"); shift; continue ;;
+    --exclude-packages) excludes+=("$2"); shift 2; continue ;;
+    --exclude-packages=*) excludes+=("${1#*=}"); shift; continue ;;
     --py-files) py_files+=("$2"); shift 2; continue ;;
     --py-files=*) py_files+=("${1#*=}"); shift; continue ;;
     --archives) archives+=("$2"); shift 2; continue ;;
@@ -110,13 +113,18 @@ elif [ "$package" = none ]; then
 fi
 [ -n "$package" ] && py_files=("$package" ${py_files[@]+"${py_files[@]}"})
 # The JVM starts before the job does, so jars the job's paths and formats need come from here:
-# hadoop-aws for an s3a:// path, Delta for a Delta input or output (versions: retail_ann/spark.py).
+# hadoop-aws and Spark's cloud committers for an s3a:// path (leaving out their Azure and GCS
+# dependencies), Delta for a Delta input or output (versions: retail_ann/spark.py).
 job_args=" $* "
 package_of() { sed -n "s/^$1 = \"\(.*\)\"/\1/p" "$here/retail_ann/spark.py"; }
-[[ "$job_args" == *"s3a://"* ]] && packages+=("$(package_of S3A_PACKAGE)")
+if [[ "$job_args" == *"s3a://"* ]]; then
+  packages+=("$(package_of S3A_PACKAGE)")
+  excludes+=("$(package_of S3A_EXCLUDES)")
+fi
 [[ "$job_args" =~ -format[=\ ]delta\  ]] && packages+=("$(package_of DELTA_PACKAGE)")
 ship=()
 [ ${#packages[@]} -gt 0 ] && ship+=(--packages "$(IFS=,; echo "${packages[*]}")")
+[ ${#excludes[@]} -gt 0 ] && ship+=(--exclude-packages "$(IFS=,; echo "${excludes[*]}")")
 [ ${#py_files[@]} -gt 0 ] && ship+=(--py-files "$(IFS=,; echo "${py_files[*]}")")
 [ ${#archives[@]} -gt 0 ] && ship+=(--archives "$(IFS=,; echo "${archives[*]}")")
 

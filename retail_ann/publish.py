@@ -7,7 +7,9 @@ the partitions ``values`` of ``OUT`` partitioned by ``col``:
 
 1. a journal ``OUT/_publish/<run>.json`` (state ``writing``, the directories it will replace:
    ``col=<value>`` partitions or table names) is written first;
-2. Spark writes the rows under ``OUT/_publish/<run>/`` (``col=<value>/`` directories);
+2. Spark writes the rows under ``OUT/_publish/<run>/`` (``col=<value>/`` directories); on
+   ``s3a://`` through the S3A magic committer (multipart uploads completed at job commit, no
+   rename), elsewhere through Hadoop's FileOutputCommitter (the manifest's ``committer`` says which);
 3. the staged row count is checked, and each staged partition gets its ``_manifest.json`` (with
    the run id) and ``_SUCCESS``: they describe the partition they sit in (a staged table gets a
    ``_manifest.json`` with the run id and its rows);
@@ -140,7 +142,8 @@ def publish_partitions(
     store = _Storage(spark, out)
     entries = sorted({f"{col}={v}" for v in values})
     run, staging, journal = _begin(spark, out, entries)
-    df.write.mode("overwrite").partitionBy(col).parquet(staging)
+    # a fresh directory, so static overwrite (the S3A committers refuse dynamic partition overwrite)
+    df.write.mode("overwrite").option("partitionOverwriteMode", "static").partitionBy(col).parquet(staging)
     _step("staged")
     staged = sorted(d for d in store.list_dirs(staging) if d.startswith(f"{col}="))
     rows = spark.read.parquet(staging).count() if staged else 0   # Parquet footers: no data read
@@ -149,7 +152,7 @@ def publish_partitions(
         store.delete(journal)
         raise RuntimeError(f"staged {rows} rows in partitions {[d.split('=', 1)[1] for d in staged]} for "
                            f"{expected_rows} rows in {sorted(str(v) for v in values)}: nothing published")
-    written = {**manifest(rows), RUN_KEY: run}
+    written = {**manifest(rows), RUN_KEY: run, "committer": _committer(spark, staging)}
     for entry in entries:
         io.write_manifest(spark, f"{staging}/{entry}", written)
         io.write_success(spark, f"{staging}/{entry}")
@@ -265,6 +268,16 @@ def _roll_forward(spark: SparkSession, store: "_Storage", out: str, run: str, en
             store.rename(live, f"{out}/{PUBLISH_DIR}/{run}/old/{entry}")
             _step("old-aside")
         store.rename(staged, live)
+
+
+def _committer(spark: SparkSession, staging: str) -> str:
+    """Which output committer wrote ``staging``: the S3A committers leave a JSON ``_SUCCESS`` naming
+    themselves (``magic`` on S3), Hadoop's FileOutputCommitter an empty one (``file``: rename)."""
+    path = f"{staging}/{io.SUCCESS_FILE}"
+    try:
+        return json.loads(io.read_text(spark, path)).get("committer", "file") if io.path_exists(spark, path) else "file"
+    except ValueError:
+        return "file"
 
 
 def _run_of(spark: SparkSession, partition: str) -> str | None:

@@ -3,7 +3,7 @@
 Under ``spark-submit`` the master and defaults come from the submit command (``--master``,
 ``--properties-file``); run directly (``retail-ann ...`` or tests) the factory applies
 ``conf/spark-defaults.conf`` itself. Either way the settings the pipeline's correctness depends on
-(UTC session time zone, dynamic partition overwrite, CSV field counts checked) are forced.
+(UTC session time zone, CSV field counts checked, Parquet timestamps as microseconds) are forced.
 """
 from __future__ import annotations
 
@@ -19,12 +19,10 @@ log = logging.getLogger(__name__)
 
 SPARK_DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "conf" / "spark-defaults.conf"
 
-# Settings the pipeline is wrong without: dates are cut in UTC, a rerun replaces only its partition,
-# and a CSV line with more or fewer fields than the header is flagged (Spark checks the field count
+# Settings the pipeline is wrong without: dates are cut in UTC, and a CSV line with more or fewer fields than the header is flagged (Spark checks the field count
 # only when it parses every column; with pruning, extra fields vanish silently).
 REQUIRED_CONF = {
     "spark.sql.session.timeZone": "UTC",
-    "spark.sql.sources.partitionOverwriteMode": "dynamic",
     "spark.sql.csv.parser.columnPruning.enabled": "false",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     # pandas/pyarrow Parquet holds TIMESTAMP(NANOS), which Spark refuses: read as longs, and
@@ -44,22 +42,40 @@ DELTA_CONF = {
 }
 
 
-# S3A for s3a:// paths: hadoop-aws matching the Hadoop 3.4.1 client pyspark 4.0.1 ships; it brings
-# the AWS SDK v2 bundle it was built against (newer SDKs break S3-compatible stores).
-S3A_PACKAGE = "org.apache.hadoop:hadoop-aws:3.4.1"
+# S3A for s3a:// paths: hadoop-aws matching the Hadoop 3.4.1 client pyspark 4.0.1 ships, and Spark's
+# cloud module for the S3A magic committer (Parquet reaches S3 as multipart uploads completed at job
+# commit, no rename). The cloud module pins the AWS SDK v2 bundle Spark 4.0.1 was tested with
+# (2.25.53; hadoop-aws alone brings 2.24.6; both predate 2.30, whose default checksums break
+# S3-compatible stores). Its Azure, GCS and Hadoop-client dependencies are left out: S3 needs none,
+# pyspark ships the client, and hadoop-cloud-storage 3.4.1 is not on Maven Central.
+# (spark-submit.sh reads these three lines too.)
+S3A_PACKAGE = "org.apache.hadoop:hadoop-aws:3.4.1,org.apache.spark:spark-hadoop-cloud_2.13:4.0.1"
+S3A_EXCLUDES = "org.apache.hadoop:hadoop-cloud-storage,org.apache.hadoop:hadoop-azure,com.google.cloud.bigdataoss:gcs-connector,org.apache.hadoop:hadoop-client-api,org.apache.hadoop:hadoop-client-runtime,org.eclipse.jetty:jetty-util,org.eclipse.jetty:jetty-util-ajax,com.squareup.okhttp3:okhttp,com.squareup.okio:okio,joda-time:joda-time,com.fasterxml.jackson.core:jackson-databind,com.fasterxml.jackson.core:jackson-annotations,com.fasterxml.jackson.dataformat:jackson-dataformat-cbor,org.apache.httpcomponents:httpclient,org.apache.httpcomponents:httpcore"
+S3A_COMMITTER = "magic"
+S3A_CONF = {
+    "spark.hadoop.fs.s3a.committer.name": S3A_COMMITTER,
+    "spark.hadoop.mapreduce.outputcommitter.factory.scheme.s3a": "org.apache.hadoop.fs.s3a.commit.S3ACommitterFactory",
+    "spark.sql.sources.commitProtocolClass": "org.apache.spark.internal.io.cloud.PathOutputCommitProtocol",
+    "spark.sql.parquet.output.committer.class": "org.apache.spark.internal.io.cloud.BindingParquetOutputCommitter",
+}
 
 
 def session_conf(paths: list[str | None], delta: bool, user: dict[str, str]) -> dict[str, str]:
-    """Spark settings for a job touching ``paths``: Delta's when ``delta``, hadoop-aws when a path
-    is ``s3a://``, then the user's ``--conf`` (their ``spark.jars.packages`` adds to ours)."""
+    """Spark settings for a job touching ``paths``: Delta's when ``delta``, S3A's and its magic
+    committer when a path is ``s3a://``, then the user's ``--conf`` (their ``spark.jars.packages``
+    and ``spark.jars.excludes`` add to ours)."""
     conf = dict(DELTA_CONF) if delta else {}
-    packages = [p for p in conf.get("spark.jars.packages", "").split(",") if p]
+    jars = {"spark.jars.packages": [p for p in conf.get("spark.jars.packages", "").split(",") if p],
+            "spark.jars.excludes": []}
     if any(str(p).startswith("s3a://") for p in paths if p):
-        packages.append(S3A_PACKAGE)
-    packages += [p for p in user.get("spark.jars.packages", "").split(",") if p]
+        conf.update(S3A_CONF)
+        jars["spark.jars.packages"] += S3A_PACKAGE.split(",")
+        jars["spark.jars.excludes"] += S3A_EXCLUDES.split(",")
     conf.update(user)
-    if packages:
-        conf["spark.jars.packages"] = ",".join(dict.fromkeys(packages))
+    for key, values in jars.items():
+        values += [v for v in user.get(key, "").split(",") if v]
+        if values:
+            conf[key] = ",".join(dict.fromkeys(values))
     return conf
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from retail_ann.cli import main
 from retail_ann.schemas import AS_OF_DATE, CUSTOMER_ID
+from retail_ann.spark import session_conf
 
 TX_CSV = """customer_id,order_id,ts,product_category,quantity,unit_price
 c1,o1,2024-02-10 10:00:00,books,2,10.0
@@ -219,3 +220,17 @@ def test_sigterm_stops_spark_and_says_one_line_with_exit_143(shop, tmp_path):
     assert seen[-1].startswith("retail-ann features: stopped by SIGTERM")
     assert not [line for line in seen if "Traceback" in line or line.startswith("\tat ")]
     assert not (tmp_path / "out" / "as_of_date=2024-07-01").exists()
+
+
+def test_session_for_s3a_paths_gets_the_magic_committer_and_keeps_the_users_jars():
+    conf = session_conf(["/local/in", "s3a://lake/out"], False,
+                        {"spark.jars.packages": "org.example:extra:1.0", "spark.jars.excludes": "org.example:unwanted",
+                         "spark.hadoop.fs.s3a.endpoint": "http://127.0.0.1:9000"})
+    assert conf["spark.hadoop.fs.s3a.committer.name"] == "magic"
+    assert conf["spark.sql.sources.commitProtocolClass"].endswith("cloud.PathOutputCommitProtocol")
+    assert conf["spark.jars.packages"].split(",")[-1] == "org.example:extra:1.0"
+    assert "org.apache.spark:spark-hadoop-cloud_2.13:4.0.1" in conf["spark.jars.packages"].split(",")
+    assert conf["spark.jars.excludes"].split(",")[-1] == "org.example:unwanted"
+    assert conf["spark.hadoop.fs.s3a.endpoint"] == "http://127.0.0.1:9000"
+    local = session_conf(["/local/in", "/local/out"], False, {})
+    assert not any(k.startswith(("spark.jars", "spark.hadoop.fs.s3a", "spark.sql.sources")) for k in local)

@@ -90,15 +90,19 @@ def test_command_ships_package_and_merges_options():
 
 
 def test_jars_for_s3a_paths_and_delta_formats_are_added_to_the_users_packages():
-    r = _script("score", "--packages", "org.example:extra:1.0", "--", "--features", "s3a://lake/features",
-                "--model", "m", "--out", "s3a://lake/predictions", "--output-format", "delta", RETAIL_ANN_DRY_RUN="1")
+    r = _script("score", "--packages", "org.example:extra:1.0", "--exclude-packages", "org.example:unwanted", "--",
+                "--features", "s3a://lake/features", "--model", "m", "--out", "s3a://lake/predictions",
+                "--output-format", "delta", RETAIL_ANN_DRY_RUN="1")
     assert r.returncode == 0, r.stderr
     cmd = r.stdout.splitlines()
-    assert cmd.count("--packages") == 1
-    assert cmd[cmd.index("--packages") + 1] == \
-        "org.example:extra:1.0,org.apache.hadoop:hadoop-aws:3.4.1,io.delta:delta-spark_2.13:4.0.0"
+    assert cmd.count("--packages") == 1 and cmd.count("--exclude-packages") == 1
+    assert cmd[cmd.index("--packages") + 1].split(",") == [
+        "org.example:extra:1.0", "org.apache.hadoop:hadoop-aws:3.4.1", "org.apache.spark:spark-hadoop-cloud_2.13:4.0.1",
+        "io.delta:delta-spark_2.13:4.0.0"]
+    excluded = cmd[cmd.index("--exclude-packages") + 1].split(",")
+    assert excluded[0] == "org.example:unwanted" and "org.apache.hadoop:hadoop-cloud-storage" in excluded
     plain = _script("features", "--", "--out", "/data/x", RETAIL_ANN_DRY_RUN="1").stdout.splitlines()
-    assert "--packages" not in plain
+    assert "--packages" not in plain and "--exclude-packages" not in plain
 
 
 def test_package_zip_has_every_module_and_is_rebuilt_when_stale(tmp_path):

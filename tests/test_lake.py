@@ -59,6 +59,8 @@ SCRIPT = textwrap.dedent("""
         "versions_scored": sorted({r[0] for r in preds.select("model_version").distinct().collect()}),
         "manifest_rows": json.loads(io.read_text(spark, f"{part}/_manifest.json"))["rows_out"],
         "success": io.path_exists(spark, f"{part}/_SUCCESS"),
+        "committers": [json.loads(io.read_text(spark, f"{lake}/{t}/as_of_date=2024-04-01/_manifest.json"))["committer"]
+                       for t in ("features", "predictions")],
         "quarantine": io.path_exists(spark, f"{lake}/features/_rejected/transactions/as_of_date=2024-04-01"),
         "staging_left": io.data_files(spark, f"{lake}/predictions/_publish"),
         "delta_features": spark.read.format("delta").load(f"{lake}/delta/features").count(),
@@ -114,6 +116,7 @@ def test_generate_features_train_score_with_every_path_on_s3(s3_server):
             "report.html"} <= set(r["model_files"])
     assert r["versions_scored"] == [r["version"]]
     assert r["success"] and r["quarantine"] and r["staging_left"] == []
+    assert r["committers"] == ["magic", "magic"]   # Parquet reached S3 through the magic committer
     assert "testing" not in proc.stderr   # the credentials are never printed
     # Delta on S3: a rerun adds a commit, never live rows; the commits say what they hold
     assert r["delta_features"] == r["delta_predictions"] == r["features"]
