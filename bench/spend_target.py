@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 CDNOW = ROOT.parent / "shared" / "data" / "CDNOW_master.txt.gz"
-TARGETS = ("two_stage", "log1p", "raw")
+TARGETS = ("two_stage", "ziln", "log1p", "raw")
 
 
 def parse_args(argv=None):

@@ -29,7 +29,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from retail_ann.errors import InputError
-from retail_ann.model import forward, load_weights_npz, n_inputs
+from retail_ann.model import forward, load_weights_npz, n_inputs, ziln_mean
 from retail_ann.preprocessing import FeatureSpec
 from retail_ann.schemas import PREDICTED_SPEND, PURCHASE_PROBABILITY, WILL_PURCHASE
 
@@ -99,13 +99,15 @@ def predictions(
         gate = None
         if info["target"] == "two_stage":
             gate = p if info["gate"] == PURCHASE and p is not None else np.asarray(run(info["gate"], x)).reshape(-1)
-        out[PREDICTED_SPEND] = spend_from_outputs(info, np.asarray(run(SPEND, x)).reshape(-1), gate)
+        output = np.asarray(run(SPEND, x))
+        out[PREDICTED_SPEND] = spend_from_outputs(info, output if info["target"] == "ziln" else output.reshape(-1), gate)
     return out
 
 
 def spend_from_outputs(spend_info: Mapping[str, Any], output: np.ndarray,
                        gate_probability: np.ndarray | None = None) -> np.ndarray:
-    """Expected spend from the spend network's output (and, two-stage, the gate probability)."""
+    """Expected spend from the spend network's output (and, two-stage, the gate probability); a
+    ziln network's output is ``(n, 3)``."""
     out = np.asarray(output, dtype=np.float64)
     center, scale = float(spend_info["center"]), float(spend_info["scale"])
     target = spend_info["target"]
@@ -114,6 +116,8 @@ def spend_from_outputs(spend_info: Mapping[str, Any], output: np.ndarray,
     if target == "log1p":
         t = np.minimum(center + scale * out, 50.0)
         return np.maximum(np.exp(t) * float(spend_info["smearing"]) - 1.0, 0.0)
+    if target == "ziln":
+        return scale * ziln_mean(out)
     if target == "two_stage":
         if gate_probability is None:
             raise ValueError("a two-stage spend model needs the gate probability")

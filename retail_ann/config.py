@@ -158,7 +158,7 @@ def default_config_path(job: str) -> Path | Traversable | None:
 
 
 TRAIN_TASKS = ("auto", "purchase", "spend", "both")
-SPEND_TARGETS = ("two_stage", "log1p", "raw")
+SPEND_TARGETS = ("two_stage", "ziln", "log1p", "raw")
 
 
 @dataclass
@@ -197,7 +197,7 @@ class TrainConfig:
     min_category_count: int = 10       # rarer levels fold into the unknown bucket
     max_levels: int = 50               # most levels one categorical column keeps
     ple_bins: int = 0                  # piecewise-linear encoding bins per numeric column (0: off)
-    spend_target: str = "two_stage"    # two_stage: P(buy) x E[spend | buy] (Poisson net on buyers); log1p; raw (MSE)
+    spend_target: str = "two_stage"    # two_stage: P(buy) x E[spend | buy] (Poisson net on buyers); ziln; log1p; raw (MSE)
     report: bool = True                # write report.html and its plots
     allow_incomplete_labels: bool = False  # train on partitions whose manifest says labels_complete: false
 

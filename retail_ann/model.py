@@ -15,7 +15,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-OUTPUTS = ("sigmoid", "linear", "exponential")
+OUTPUTS = ("sigmoid", "linear", "exponential", "ziln")
+ZILN_UNITS = 3   # a ziln output: (logit of P(spend > 0), mu, softplus^-1 sigma) of a lognormal spend
 ACTIVATIONS = ("relu", "sigmoid", "linear", "tanh", "exponential")
 
 
@@ -26,7 +27,7 @@ def build_mlp(
     output: str = "sigmoid",
     learning_rate: float = 1e-3,
     l2: float = 0.0,
-    output_bias: float | None = None,
+    output_bias: float | Sequence[float] | None = None,
     seed: int | None = None,
     members: int = 1,
     ema_momentum: float = 0.0,
@@ -35,9 +36,10 @@ def build_mlp(
 
     ``output="sigmoid"`` compiles with binary cross-entropy and tracks AUC (logged as ``auc``);
     ``"linear"`` with mean squared error; ``"exponential"`` (a log link: positive outputs) with the
-    Poisson deviance, which fits the conditional mean of a skewed non-negative target without bias.
-    ``output_bias`` initialises the output unit's bias (for a sigmoid, the log-odds of the positive
-    rate helps the first epochs). Adam optimiser.
+    Poisson deviance, which fits the conditional mean of a skewed non-negative target without bias;
+    ``"ziln"`` has three linear output units and the zero-inflated lognormal loss (``ziln_loss``).
+    ``output_bias`` initialises the output bias (for a sigmoid, the log-odds of the positive
+    rate helps the first epochs; for ziln, one value per unit). Adam optimiser.
 
     ``members`` > 1 builds that many independent MLPs on the same input in one model (a deep
     ensemble: layers ``m<k>_dense_<i>``, outputs ``output_<k>``, each with its own loss, so one
@@ -60,7 +62,9 @@ def build_mlp(
         return None if seed is None else seed + offset
 
     reg = keras.regularizers.L2(l2) if l2 > 0 else None
-    bias_init = keras.initializers.Constant(output_bias) if output_bias is not None else "zeros"
+    out_units, out_activation = (ZILN_UNITS, "linear") if output == "ziln" else (1, output)
+    bias_init = "zeros" if output_bias is None else keras.initializers.Constant(np.broadcast_to(
+        np.asarray(output_bias, dtype=np.float32), (out_units,)).copy())
     inputs = keras.Input(shape=(n_inputs,), name="features")
     outputs = []
     for k in range(members):
@@ -71,17 +75,45 @@ def build_mlp(
                                    kernel_initializer=keras.initializers.HeUniform(seed=seeded(base + i)))(h)
             if dropout > 0:
                 h = keras.layers.Dropout(dropout, seed=seeded(base + 100 + i), name=f"{prefix}dropout_{i}")(h)
-        outputs.append(keras.layers.Dense(1, activation=output, bias_initializer=bias_init,
+        outputs.append(keras.layers.Dense(out_units, activation=out_activation, bias_initializer=bias_init,
                                           kernel_initializer=keras.initializers.GlorotUniform(seed=seeded(base + 99)),
                                           name="output" if members == 1 else f"output_{k}")(h))
     model = keras.Model(inputs, outputs[0] if members == 1 else outputs, name=f"mlp_{output}")
     loss, metrics = {"sigmoid": ("binary_crossentropy", [keras.metrics.AUC(name="auc")]),
-                     "exponential": ("poisson", []), "linear": ("mse", [])}[output]
+                     "exponential": ("poisson", []), "linear": ("mse", []), "ziln": (ziln_loss, [])}[output]
     if members > 1:   # per-output metric names would change the logged keys; the loss is enough
         loss, metrics = [loss] * members, None
     ema = {"use_ema": True, "ema_momentum": ema_momentum} if ema_momentum > 0 else {}
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate, **ema), loss=loss, metrics=metrics)
     return model
+
+
+def ziln_loss(y_true, y_pred):
+    """Zero-inflated lognormal negative log-likelihood per row (Wang, Liu & Miao 2019): binary
+    cross-entropy of ``spend > 0`` on the first output's logit, plus for buyers the lognormal
+    likelihood of their spend with mean ``mu`` (second output) and ``sigma = softplus(third)``
+    of its log. Its expected value is ``ziln_mean``."""
+    from keras import ops
+
+    y = ops.reshape(ops.cast(y_true, y_pred.dtype), (-1,))
+    logit, mu, sigma = y_pred[:, 0], y_pred[:, 1], _ziln_sigma(y_pred[:, 2], ops)
+    buyer = ops.cast(y > 0, y_pred.dtype)
+    log_y = ops.log(buyer * y + (1.0 - buyer))
+    bce = ops.maximum(logit, 0.0) - logit * buyer + ops.log1p(ops.exp(-ops.abs(logit)))
+    nll = ops.log(sigma) + 0.5 * ops.square((log_y - mu) / sigma) + 0.5 * float(np.log(2 * np.pi))
+    return bce + buyer * nll
+
+
+def ziln_mean(outputs: np.ndarray) -> np.ndarray:
+    """E[spend] of ziln outputs ``(n, 3)``: P(spend > 0) x exp(mu + sigma^2 / 2), in float64."""
+    z = np.asarray(outputs, dtype=np.float64)
+    sigma = _ziln_sigma(z[:, 2], np)
+    return sigmoid(z[:, 0]) * np.exp(np.minimum(z[:, 1] + 0.5 * sigma * sigma, 80.0))
+
+
+def _ziln_sigma(raw, ops):
+    """sigma = softplus(raw), kept above 0.01 (the same formula in Keras and numpy)."""
+    return ops.maximum(ops.logaddexp(raw, 0.0), 0.01)
 
 
 def member_weights(model, members: Sequence[int] | None = None) -> dict[str, np.ndarray]:
@@ -136,7 +168,7 @@ def merge_members(model):
     n_hidden = len(weights["activations"]) - 1
     dropout = by_name["m0_dropout_0"].rate if "m0_dropout_0" in by_name else 0.0
     units = [int(weights[f"b{i}"].shape[0]) for i in range(n_hidden)]
-    merged = build_mlp(int(weights["W0"].shape[0]), units, dropout, str(weights["activations"][-1]),
+    merged = build_mlp(int(weights["W0"].shape[0]), units, dropout, model.name.removeprefix("mlp_"),
                        learning_rate=float(model.optimizer.learning_rate.numpy()))
     for i in range(n_hidden + 1):
         merged.get_layer(f"dense_{i}" if i < n_hidden else "output").set_weights([weights[f"W{i}"], weights[f"b{i}"]])

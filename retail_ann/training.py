@@ -637,7 +637,8 @@ def _validation_predictions(model, rows: TrainingRows) -> np.ndarray:
     from retail_ann.model import member_weights
 
     k = len(model.outputs)
-    out = np.empty(int(rows.validation.sum()), np.float32)
+    units = int(model.outputs[0].shape[-1])   # forward gives (n,) for one output unit, else (n, units)
+    out = np.empty((int(rows.validation.sum()),) + ((units,) if units > 1 else ()), np.float32)
     for g, (_, held) in enumerate(rows.folds):
         members = [m for m in range(k) if m % rows.groups == g]
         out[held[rows.validation]] = forward(member_weights(model, members), rows.x[held])
@@ -672,12 +673,13 @@ def _train_classifier(keras, name: str, rows: TrainingRows, y: np.ndarray, cfg: 
 
 
 def _train_regressor(keras, name: str, rows: TrainingRows, target: np.ndarray, cfg: TrainConfig,
-                     output: str = "linear"):
+                     output: str = "linear", output_bias: list[float] | None = None):
     """(merged model, history, predictions on ``rows.validation``)."""
     from retail_ann.model import build_mlp, merge_members
 
     model = build_mlp(rows.x.shape[1], cfg.hidden_units, cfg.dropout, output, cfg.learning_rate,
-                      l2=cfg.l2, seed=cfg.seed + 7, members=cfg.ensemble, ema_momentum=cfg.ema_momentum)
+                      l2=cfg.l2, output_bias=output_bias, seed=cfg.seed + 7, members=cfg.ensemble,
+                      ema_momentum=cfg.ema_momentum)
     history = _fit(keras, name, model, rows, target, cfg)
     return merge_members(model), history, _validation_predictions(model, rows)
 
@@ -700,12 +702,19 @@ def _train_spend(keras, rows: TrainingRows, s: np.ndarray, y: np.ndarray | None,
         model, h, pred_val = _train_regressor(keras, SPEND, rows, (t - center) / scale, cfg)
         resid = t[rows.validation] - (center + scale * pred_val)
         info.update(center=center, scale=scale, smearing=_smearing(resid))
+    elif cfg.spend_target == "ziln":
+        buy = s > 0
+        _check_buyers(buy, rows)
+        scale = float(s[buy & fit].mean())
+        log_s = np.log(s[buy & fit] / scale)
+        prior = float(np.clip(buy[fit].mean(), 1e-4, 1 - 1e-4))
+        sigma = max(float(log_s.std()), 0.05)
+        bias = [math.log(prior / (1 - prior)), float(log_s.mean()), sigma + math.log(-math.expm1(-sigma))]
+        model, h, _ = _train_regressor(keras, SPEND, rows, s / scale, cfg, output="ziln", output_bias=bias)
+        info.update(center=0.0, scale=scale, smearing=1.0)
     else:  # two_stage
         buy = s > 0
-        short = [g for g in range(rows.groups) if (buy & (rows.fold == g)).sum() < 2]
-        if (buy & fit).sum() < MIN_BUYERS or short:
-            raise InputError(f"too few rows with positive spend to train the spend model: {int((buy & fit).sum())} "
-                             f"(need at least {MIN_BUYERS}, and 2 in each validation fold)")
+        _check_buyers(buy, rows)
         gate = None
         if PURCHASE in models and y is not None:
             agree = float(np.mean(y == (s > 0)))
@@ -723,6 +732,13 @@ def _train_spend(keras, rows: TrainingRows, s: np.ndarray, y: np.ndarray | None,
     new_models[SPEND], hist[SPEND] = model, h
     info = {k: (round(v, 8) if isinstance(v, float) else v) for k, v in info.items()}
     return info, new_models, hist
+
+
+def _check_buyers(buy: np.ndarray, rows: TrainingRows) -> None:
+    short = [g for g in range(rows.groups) if (buy & (rows.fold == g)).sum() < 2]
+    if (buy & rows.fit).sum() < MIN_BUYERS or short:
+        raise InputError(f"too few rows with positive spend to train the spend model: {int((buy & rows.fit).sum())} "
+                         f"(need at least {MIN_BUYERS}, and 2 in each validation fold)")
 
 
 def _smearing(resid: np.ndarray) -> float:
