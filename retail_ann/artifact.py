@@ -1,13 +1,14 @@
-"""A trained model directory, read back for scoring with numpy only (no TensorFlow, no Keras).
+"""A trained model directory: written by training (``write_artifact``), read back for scoring with
+numpy only (``load_artifact``: no TensorFlow, no Keras).
 
-Layout (``retail_ann.training`` writes it atomically): ``feature_spec.json``, ``weights_<name>.npz``
+Layout (``write_artifact`` writes it atomically): ``feature_spec.json``, ``weights_<name>.npz``
 and ``model_<name>.keras`` per network, ``metrics.json``, ``model_card.md``, ``report.html`` with
 its PNGs, and ``VERSION`` (16 hex digits of sha256 over the spec and every weight array;
 ``load_artifact`` refuses a directory whose content does not match it).
 
 Networks: ``purchase`` (sigmoid), ``spend`` and, for a two-stage spend model trained without a
 purchase task, ``spend_gate``. ``spec.targets`` records the tasks, the purchase decision threshold
-and how the spend network's output maps back to currency (``spend_from_outputs``).
+and how the spend network's output maps back to currency (``targets.spend_from_outputs``).
 
 One path turns transformed features into predictions, whoever computes the networks' outputs::
 
@@ -20,34 +21,28 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import tempfile
+import uuid
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 import numpy as np
 
 from retail_ann.errors import InputError
-from retail_ann.model import forward, load_weights_npz, n_inputs, ziln_mean
+from retail_ann.model import forward, load_weights_npz, n_inputs, save_weights_npz
 from retail_ann.preprocessing import FeatureSpec
-from retail_ann.schemas import PREDICTED_SPEND, PURCHASE_PROBABILITY, WILL_PURCHASE
-
-PURCHASE = "purchase"
-SPEND = "spend"
-SPEND_GATE = "spend_gate"
-TASKS = (PURCHASE, SPEND)
-NETWORKS = (PURCHASE, SPEND, SPEND_GATE)
+from retail_ann.targets import NETWORKS, PURCHASE, NetworkRunner, predictions
 
 SPEC_FILE = "feature_spec.json"
 METRICS_FILE = "metrics.json"
 CARD_FILE = "model_card.md"
 VERSION_FILE = "VERSION"
 CHECKSUM_FILE = "CHECKSUMS.json"   # sha256 of every file scoring reads, the .keras files included
-
-NetworkRunner = Callable[[str, np.ndarray], np.ndarray]
-"""``run(network_name, x) -> outputs``: one network's output for transformed rows ``x``."""
-
 
 @dataclass
 class Artifact:
@@ -79,50 +74,6 @@ class Artifact:
     def predict(self, batch) -> dict[str, np.ndarray]:
         """Transform a pandas/Arrow batch and predict every task the model has."""
         return self.predict_matrix(self.spec.transform(batch))
-
-
-def predictions(
-    targets: Mapping[str, Any], x: np.ndarray, run: NetworkRunner, tasks: Iterable[str],
-) -> dict[str, np.ndarray]:
-    """``purchase_probability`` and ``will_purchase`` (the stored threshold) and/or
-    ``predicted_spend`` (currency, >= 0) for ``tasks``; ``targets`` is ``spec.targets``.
-    A two-stage spend model reuses the purchase probability when the purchase network is its gate."""
-    tasks = tuple(tasks)
-    out: dict[str, np.ndarray] = {}
-    p = None
-    if PURCHASE in tasks:
-        p = np.asarray(run(PURCHASE, x)).reshape(-1)
-        out[PURCHASE_PROBABILITY] = p
-        out[WILL_PURCHASE] = (p >= float(targets[PURCHASE]["threshold"])).astype(np.int32)
-    if SPEND in tasks:
-        info = targets[SPEND]
-        gate = None
-        if info["target"] == "two_stage":
-            gate = p if info["gate"] == PURCHASE and p is not None else np.asarray(run(info["gate"], x)).reshape(-1)
-        output = np.asarray(run(SPEND, x))
-        out[PREDICTED_SPEND] = spend_from_outputs(info, output if info["target"] == "ziln" else output.reshape(-1), gate)
-    return out
-
-
-def spend_from_outputs(spend_info: Mapping[str, Any], output: np.ndarray,
-                       gate_probability: np.ndarray | None = None) -> np.ndarray:
-    """Expected spend from the spend network's output (and, two-stage, the gate probability); a
-    ziln network's output is ``(n, 3)``."""
-    out = np.asarray(output, dtype=np.float64)
-    center, scale = float(spend_info["center"]), float(spend_info["scale"])
-    target = spend_info["target"]
-    if target == "raw":
-        return np.maximum(center + scale * out, 0.0)
-    if target == "log1p":
-        t = np.minimum(center + scale * out, 50.0)
-        return np.maximum(np.exp(t) * float(spend_info["smearing"]) - 1.0, 0.0)
-    if target == "ziln":
-        return scale * ziln_mean(out)
-    if target == "two_stage":
-        if gate_probability is None:
-            raise ValueError("a two-stage spend model needs the gate probability")
-        return np.asarray(gate_probability, dtype=np.float64) * np.maximum(center + scale * out, 0.0)
-    raise ValueError(f"unknown spend target {target!r}")
 
 
 def load_artifact(model_dir: str | Path) -> Artifact:
@@ -190,3 +141,66 @@ def content_hash(spec_json: str, weights: Mapping[str, Mapping[str, np.ndarray]]
             h.update(f"{name}/{key}/{a.dtype.str}/{a.shape}".encode())
             h.update(a.tobytes())
     return h.hexdigest()[:16]
+
+
+def write_artifact(out_dir: str, spec_json: str, models: dict, weights: dict, metrics: dict,
+                   context: dict, report: bool = True) -> Path:
+    """Write the model directory ``out_dir`` (a local path): the spec, each network's ``.keras``
+    model (Keras objects in ``models``) and ``.npz`` weights, ``metrics.json``, the model card and
+    (``report``) ``report.html``, ``CHECKSUMS.json`` and ``VERSION`` = ``context["version"]``; built
+    in a temporary directory beside it and swapped in whole. Returns the directory's path."""
+    from retail_ann.io import is_local
+
+    if not is_local(str(out_dir)):
+        raise InputError(f"the model directory must be a local path, not {out_dir}")
+    out = Path(str(out_dir).removeprefix("file://").removeprefix("file:")).resolve()
+    if out.exists() and not out.is_dir():
+        raise InputError(f"model directory {out} exists and is not a directory")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        (tmp / SPEC_FILE).write_text(spec_json)
+        for name, model in models.items():
+            model.save(tmp / f"model_{name}.keras")
+            save_weights_npz(weights[name], tmp / f"weights_{name}.npz")
+        (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=False, default=_json_default))
+        from retail_ann import report as reports
+
+        (tmp / CARD_FILE).write_text(reports.model_card(context))
+        if report:
+            reports.write_report(tmp, context)
+        scored_files = [SPEC_FILE, *[f"{kind}_{name}.{ext}" for name in models
+                                     for kind, ext in (("model", "keras"), ("weights", "npz"))]]
+        (tmp / CHECKSUM_FILE).write_text(json.dumps(file_checksums(tmp, scored_files), indent=1) + "\n")
+        (tmp / VERSION_FILE).write_text(context["version"] + "\n")
+        os.chmod(tmp, 0o755)
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _replace_dir(new: Path, out: Path) -> None:
+    """Move ``new`` to ``out``; an existing ``out`` is swapped out first, then removed."""
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+        os.rename(out, old)
+        try:
+            os.rename(new, out)
+        except BaseException:
+            os.rename(old, out)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(new, out)
+
+
+def _json_default(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)

@@ -33,7 +33,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from retail_ann import inputs, io
-from retail_ann.artifact import PURCHASE, SPEND, Artifact, NetworkRunner, load_artifact
+from retail_ann.artifact import Artifact, load_artifact
+from retail_ann.targets import PURCHASE, SPEND, NetworkRunner
 from retail_ann.config import ScoreConfig
 from retail_ann.errors import InputError
 from retail_ann.logs import stage

@@ -105,7 +105,8 @@ def test_forward_checks_its_input_width_and_is_stable_at_extremes():
 def test_scoring_imports_never_load_tensorflow():
     code = (
         "import sys, numpy as np\n"
-        "import retail_ann.model as m, retail_ann.preprocessing, retail_ann.training\n"
+        "import retail_ann.model as m, retail_ann.preprocessing, retail_ann.training, retail_ann.artifact\n"
+        "import retail_ann.targets, retail_ann.networks, retail_ann.splits, retail_ann.labels\n"
         "w = {'W0': np.ones((2, 1), np.float32), 'b0': np.zeros(1, np.float32), 'activations': np.array(['sigmoid'])}\n"
         "m.forward(w, np.zeros((3, 2), np.float32))\n"
         "bad = [k for k in sys.modules if k.split('.')[0] in ('tensorflow', 'keras', 'sklearn')]\n"

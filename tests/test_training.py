@@ -14,7 +14,8 @@ from retail_ann.config import TrainConfig
 from retail_ann.errors import InputError
 from retail_ann.model import export_weights, forward
 from retail_ann.schemas import AS_OF_DATE, CORRUPT_RECORD, CUSTOMER_ID, FUTURE_SPEND, WILL_PURCHASE
-from retail_ann.artifact import load_artifact, predictions
+from retail_ann.artifact import load_artifact
+from retail_ann.targets import predictions
 from retail_ann.training import train_frame, train_table
 
 FAST = dict(epochs=6, batch_size=64, hidden_units=[16, 8], patience=3, dropout=0.1, learning_rate=0.01)
@@ -76,23 +77,24 @@ def test_end_to_end_beats_the_baselines_and_writes_the_artifact(trained):
 
 
 def test_spec_is_fitted_on_the_fit_rows_only(tmp_path):
-    from retail_ann.training import _split, binary_label
+    from retail_ann.labels import binary_label
+    from retail_ann.splits import split_rows
 
     pdf = feature_table(600, seed=5)
     cfg = TrainConfig(**FAST, task="purchase", report=False)
-    split = _split(pdf, binary_label(pdf[WILL_PURCHASE], WILL_PURCHASE), None, cfg)
-    held_out = np.concatenate([split["val"], split["test"]])
+    split = split_rows(pdf, binary_label(pdf[WILL_PURCHASE], WILL_PURCHASE), None, cfg)
+    held_out = np.concatenate([split.val, split.test])
     pdf.loc[held_out, "visits"] = 10_000          # extreme values outside the fit rows
     pdf.loc[held_out, "location"] = "atlantis"   # a level seen only outside the fit rows
     result = train_frame(pdf, str(tmp_path / "m"), cfg)
     spec = load_artifact(tmp_path / "m").spec
-    assert spec.n_rows == result["data"]["rows_fit"] == len(split["fit"])
+    assert spec.n_rows == result["data"]["rows_fit"] == len(split.fit)
     visits = next(f for f in spec.numeric if f.name == "visits")
-    assert visits.hi == pdf.loc[split["fit"], "visits"].max() < 100
+    assert visits.hi == pdf.loc[split.fit, "visits"].max() < 100
     assert "atlantis" not in spec.categorical[[c.name for c in spec.categorical].index("location")].levels
 
 
-def test_artifact_round_trip_predicts_like_keras(trained):
+def test_artifact_round_trip_predicts_likekeras_session(trained):
     import keras
 
     out, pdf = trained["out"], trained["pdf"]
@@ -193,7 +195,8 @@ def test_early_stopping_keeps_the_weights_it_validated_with_and_without_averagin
     """The fitted model is the epoch with the lowest logged validation loss. With ``ema_momentum``
     the validated (and so the kept) weights are the moving average, not the last step's."""
     from retail_ann.model import build_mlp
-    from retail_ann.training import TrainingRows, _fit, _keras
+    from retail_ann.networks import fit_network, keras_session
+    from retail_ann.splits import TrainingRows
 
     pdf = feature_table(800, seed=3)
     x = np.column_stack([np.log1p(pdf[c]) for c in ("orders", "visits", "spend_past")]).astype(np.float32)
@@ -202,10 +205,10 @@ def test_early_stopping_keeps_the_weights_it_validated_with_and_without_averagin
     val_loss = {}
     for ema in (0.0, 0.9):
         cfg = TrainConfig(**{**FAST, "epochs": 10, "patience": 2}, ema_momentum=ema)
-        keras = _keras(cfg.seed)
+        keras = keras_session(cfg.seed)
         model = build_mlp(x.shape[1], cfg.hidden_units, cfg.dropout, "sigmoid", cfg.learning_rate, l2=cfg.l2,
                           seed=cfg.seed, ema_momentum=ema)
-        history = _fit(keras, "purchase", model, TrainingRows(x, fold, 1), y, cfg)
+        history = fit_network(keras, "purchase", model, TrainingRows(x, fold, 1), y, cfg)
         kept = model.evaluate(x[fold == 0], y[fold == 0], batch_size=cfg.batch_size, verbose=0, return_dict=True)
         assert kept["loss"] == pytest.approx(min(history["val_loss"]), rel=1e-5)
         val_loss[ema] = history["val_loss"]
@@ -213,46 +216,48 @@ def test_early_stopping_keeps_the_weights_it_validated_with_and_without_averagin
 
 
 def test_validation_folds_cut_the_fit_rows_like_the_validation_rows():
-    from retail_ann.training import _split, binary_label
+    from retail_ann.labels import binary_label
+    from retail_ann.splits import split_rows
 
     pdf = feature_table(1000, seed=5)
     y = binary_label(pdf[WILL_PURCHASE], WILL_PURCHASE)
-    shared = _split(pdf, y, None, TrainConfig(**FAST, ensemble=4))
-    folds = _split(pdf, y, None, TrainConfig(**FAST, ensemble=4, ensemble_validation="folds"))
+    shared = split_rows(pdf, y, None, TrainConfig(**FAST, ensemble=4))
+    folds = split_rows(pdf, y, None, TrainConfig(**FAST, ensemble=4, ensemble_validation="folds"))
     for split in (shared, folds):
-        np.testing.assert_array_equal(split["train"], np.sort(np.concatenate([split["fit"], split["val"]])))
-        np.testing.assert_array_equal(split["train"][split["fold"] == 0], split["val"])
-    np.testing.assert_array_equal(folds["val"], shared["val"])     # fold 0 is the shared validation set
-    assert shared["groups"] == 1 and set(shared["fold"]) == {0, 1}
-    assert folds["groups"] == 4 and set(folds["fold"]) == set(range(10))
-    sizes = np.bincount(folds["fold"])
+        np.testing.assert_array_equal(split.train, np.sort(np.concatenate([split.fit, split.val])))
+        np.testing.assert_array_equal(split.train[split.fold == 0], split.val)
+    np.testing.assert_array_equal(folds.val, shared.val)     # fold 0 is the shared validation set
+    assert shared.groups == 1 and set(shared.fold) == {0, 1}
+    assert folds.groups == 4 and set(folds.fold) == set(range(10))
+    sizes = np.bincount(folds.fold)
     assert sizes.max() - sizes.min() <= 1                           # 800 training rows, ten folds of 80
-    rates = [y[folds["train"][folds["fold"] == f]].mean() for f in range(10)]
+    rates = [y[folds.train[folds.fold == f]].mean() for f in range(10)]
     assert max(rates) - min(rates) < 0.03                           # stratified
     # with repeated ids (several as_of_dates) a customer's rows stay in one fold
     twice = pd.concat([pdf, pdf.assign(**{AS_OF_DATE: dt.date(2024, 7, 1)})], ignore_index=True)
-    grouped = _split(twice, binary_label(twice[WILL_PURCHASE], WILL_PURCHASE), None,
+    grouped = split_rows(twice, binary_label(twice[WILL_PURCHASE], WILL_PURCHASE), None,
                      TrainConfig(**FAST, ensemble=4, ensemble_validation="folds"))
-    ids = twice[CUSTOMER_ID].to_numpy()[grouped["train"]]
-    assert (pd.Series(grouped["fold"]).groupby(ids).nunique() == 1).all()
-    assert grouped["groups"] == 4 and set(grouped["fold"]) == set(range(10))
+    ids = twice[CUSTOMER_ID].to_numpy()[grouped.train]
+    assert (pd.Series(grouped.fold).groupby(ids).nunique() == 1).all()
+    assert grouped.groups == 4 and set(grouped.fold) == set(range(10))
     # a validation share of one half leaves two folds: members take turns holding back either half
-    halves = _split(pdf, y, None, TrainConfig(**FAST, ensemble=3, ensemble_validation="folds", validation_split=0.5))
-    assert halves["groups"] == 2 and np.bincount(halves["fold"]).tolist() == [400, 400]
+    halves = split_rows(pdf, y, None, TrainConfig(**FAST, ensemble=3, ensemble_validation="folds", validation_split=0.5))
+    assert halves.groups == 2 and np.bincount(halves.fold).tolist() == [400, 400]
 
 
 def test_split_seed_holds_the_rows_while_seed_changes():
-    from retail_ann.training import _split, binary_label
+    from retail_ann.labels import binary_label
+    from retail_ann.splits import split_rows
 
     pdf = feature_table(600, seed=5)
     y = binary_label(pdf[WILL_PURCHASE], WILL_PURCHASE)
     cfg = dict(FAST, ensemble=3, ensemble_validation="folds")
-    base = _split(pdf, y, None, TrainConfig(**cfg, seed=42))
-    held = _split(pdf, y, None, TrainConfig(**cfg, seed=7, split_seed=42))
-    moved = _split(pdf, y, None, TrainConfig(**cfg, seed=7))
+    base = split_rows(pdf, y, None, TrainConfig(**cfg, seed=42))
+    held = split_rows(pdf, y, None, TrainConfig(**cfg, seed=7, split_seed=42))
+    moved = split_rows(pdf, y, None, TrainConfig(**cfg, seed=7))
     for key in ("fit", "val", "test", "fold"):
-        np.testing.assert_array_equal(held[key], base[key])
-    assert not np.array_equal(moved["test"], base["test"])
+        np.testing.assert_array_equal(getattr(held, key), getattr(base, key))
+    assert not np.array_equal(moved.test, base.test)
 
 
 def test_fold_members_never_fit_the_rows_they_validate_on():
@@ -261,7 +266,8 @@ def test_fold_members_never_fit_the_rows_they_validate_on():
     (every row by the member that held it back) are no better than chance."""
     from sklearn.metrics import roc_auc_score
 
-    from retail_ann.training import TrainingRows, _keras, _train_classifier
+    from retail_ann.networks import keras_session, train_classifier
+    from retail_ann.splits import TrainingRows
 
     n, members = 240, 4
     rng = np.random.default_rng(0)
@@ -270,7 +276,7 @@ def test_fold_members_never_fit_the_rows_they_validate_on():
     rows = TrainingRows(x, np.arange(n) % members, members)
     cfg = TrainConfig(hidden_units=[16], dropout=0.0, l2=0.0, learning_rate=0.01, epochs=60, batch_size=32,
                       patience=0, ensemble=members, ensemble_validation="folds")
-    model, _, p_val = _train_classifier(_keras(0), "noise", rows, y, cfg)
+    model, _, p_val = train_classifier(keras_session(0), "noise", rows, y, cfg)
     assert rows.validation.all() and len(p_val) == n
     assert roc_auc_score(y, forward(export_weights(model), x)) > 0.9
     assert abs(roc_auc_score(y, p_val) - 0.5) < 0.15
@@ -282,7 +288,7 @@ def test_logistic_baseline_picks_its_threshold_on_rows_it_did_not_fit():
     so a threshold picked on them sits well above the positive rate; picked on out-of-fold
     probabilities (unseen rows get the intercept) it sits at about the rate, like the ANN's."""
     from retail_ann.metrics import purchase_baselines
-    from retail_ann.training import TrainingRows
+    from retail_ann.splits import TrainingRows
 
     n = 400
     y = (np.random.default_rng(3).random(n) < 0.3).astype(np.int8)
