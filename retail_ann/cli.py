@@ -125,18 +125,22 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_features(args: argparse.Namespace) -> int:
     from retail_ann.pipeline import check_features_request, run_features
 
-    as_of = parse_date(args.as_of, "--as-of")
-    categories = [c.strip() for c in args.categories.split(",") if c.strip()] if args.categories else None
+    dates = sorted({parse_date(d, "--as-of") for d in _csv_list(args.as_of)})
+    if not dates:
+        raise InputError("--as-of needs a date (YYYY-MM-DD), or several separated by commas")
+    categories = _csv_list(args.categories) or None
     cfg = _config(FeaturesConfig, args, "features", {
         "lookback_days": args.lookback_days, "horizon_days": args.horizon_days, "categories": categories,
         "output_format": args.output_format})
-    check_features_request(cfg, as_of, args.out, {"transactions": args.transactions, "clickstream": args.clickstream,
-                                                  "customers": args.customers})   # before a session starts
+    for as_of in dates:   # before a session starts
+        check_features_request(cfg, as_of, args.out, {"transactions": args.transactions,
+                                                      "clickstream": args.clickstream, "customers": args.customers})
     if args.input_version is not None:
         raise InputError("--input-version is for train and score (features reads three tables)")
-    run_features(_session(args, "features", delta=_needs_delta(args, cfg.output_format)), cfg, as_of,
-                 args.transactions, args.out, clickstream=args.clickstream, customers=args.customers,
-                 fmt=args.input_format)
+    spark = _session(args, "features", delta=_needs_delta(args, cfg.output_format))
+    for as_of in dates:   # one partition each, published as it is done
+        run_features(spark, cfg, as_of, args.transactions, args.out, clickstream=args.clickstream,
+                     customers=args.customers, fmt=args.input_format)
     return EXIT_OK
 
 
@@ -152,8 +156,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         "categorical": _csv_list(args.categorical), "exclude": _csv_list(args.exclude),
         "sample_rows": args.sample_rows, "split": args.split, "epochs": args.epochs,
         "batch_size": args.batch_size, "seed": args.seed, "allow_incomplete_labels": args.allow_incomplete_labels})
+    holdout = parse_date(args.holdout_as_of, "--holdout-as-of") if args.holdout_as_of else None
+    if holdout is not None and args.test_features:   # before a session starts
+        raise InputError("--holdout-as-of and --test-features both name the test rows: give one")
     result = train_table(_session(args, "train", delta=_needs_delta(args)), args.features, args.out, cfg,
-                         fmt=args.input_format, test_path=args.test_features, version=args.input_version)
+                         fmt=args.input_format, test_path=args.test_features, version=args.input_version,
+                         holdout_as_of=holdout)
     log.info("model %s written to %s", result.get("version"), args.out)
     return EXIT_OK
 
@@ -237,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--transactions", required=True, metavar="PATH", help="transactions: file or directory")
     p.add_argument("--clickstream", metavar="PATH", help="clickstream: file or directory (optional)")
     p.add_argument("--customers", metavar="PATH", help="customers: file or directory (optional)")
-    p.add_argument("--as-of", required=True, metavar="YYYY-MM-DD", help="cutoff date (midnight UTC)")
+    p.add_argument("--as-of", required=True, metavar="YYYY-MM-DD[,...]",
+                   help="cutoff date (midnight UTC); several separated by commas make one partition each")
     p.add_argument("--lookback-days", type=int, help="feature window length (default 365)")
     p.add_argument("--horizon-days", type=int, help="label window length (default 90)")
     p.add_argument("--categories", metavar="A,B,...", help="categories with their own columns (default: most frequent)")
@@ -255,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-features", metavar="PATH",
                    help="evaluate on this table's rows (e.g. a later as_of_date, or held-out customers) and train "
                         "on every row of --features, instead of holding out --split of them")
+    p.add_argument("--holdout-as-of", metavar="YYYY-MM-DD",
+                   help="out of time: test on this as_of_date partition of --features and train on the earlier "
+                        "ones whose label window has ended by then (needs their manifests)")
     _formats(p, None, deprecated_format="input")
     p.add_argument("--task", choices=["auto", "purchase", "spend", "both"], help="what to train (default auto)")
     p.add_argument("--label", metavar="COL", help="binary purchase label (default will_purchase); implies --task purchase")

@@ -19,6 +19,7 @@ fitting, early stopping, member merging) and ``artifact`` (the model directory, 
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
 import tempfile
@@ -48,29 +49,36 @@ _HASH_COL = "__sample_hash"
 
 # ================================================================================ Spark side
 def train_table(spark, features_path: str, out_dir: str, cfg: TrainConfig, fmt: str | None = None,
-                test_path: str | None = None, version: int | None = None) -> dict:
+                test_path: str | None = None, version: int | None = None,
+                holdout_as_of: dt.date | None = None) -> dict:
     """Train on the feature table at ``features_path`` and write the artifact to ``out_dir``.
 
     With ``test_path`` the metrics and report are on that table's rows (a later cutoff, or customers
-    the caller held out) and every row of ``features_path`` trains; else ``cfg.split`` of them are
-    held out."""
+    the caller held out) and every row of ``features_path`` trains; with ``holdout_as_of`` the test
+    rows are that partition of the table and the earlier partitions whose label window has ended
+    by then train (out of time: as the model is used); else ``cfg.split`` of the rows are held out."""
     from retail_ann.inputs import read_table
     from retail_ann.io import is_local, partition_manifests, upload_dir
 
+    if holdout_as_of is not None and test_path:
+        raise InputError("--holdout-as-of and --test-features both name the test rows: give one")
     paths = {"train": features_path, **({"test": test_path} if test_path else {})}
     windows = {k: label_windows(partition_manifests(spark, p, AS_OF_DATE), cfg) for k, p in paths.items()}
-    frames = {k: sample_to_driver(read_table(spark, p, fmt, version if k == "train" else None), cfg)
-              for k, p in paths.items()}
-    pdf, data_info = frames["train"]
-    data_info["source"] = str(features_path)
+    tables = {k: read_table(spark, p, fmt, version if k == "train" else None) for k, p in paths.items()}
+    data_info: dict[str, Any] = {}
+    if holdout_as_of is not None:
+        tables, windows, data_info = _holdout(tables["train"], windows["train"], holdout_as_of)
+    frames = {k: sample_to_driver(t, cfg) for k, t in tables.items()}
+    pdf, sampled = frames["train"]
+    data_info = {**sampled, **data_info, "source": str(features_path)}
     if windows["train"]:
         data_info["label_windows"] = windows["train"]
     test_pdf = None
-    if test_path:
+    if "test" in frames:
         test_pdf, test_info = frames["test"]
-        data_info["test_source"] = str(test_path)
+        data_info["test_source"] = str(test_path or f"{features_path} ({AS_OF_DATE}={holdout_as_of})")
         data_info["test_rows_total"] = test_info["rows_total"]
-        if windows["test"]:
+        if windows.get("test"):
             data_info["test_label_windows"] = windows["test"]
     if is_local(out_dir, spark):
         return train_frame(pdf, out_dir, cfg, data_info=data_info, test_pdf=test_pdf)
@@ -79,6 +87,35 @@ def train_table(spark, features_path: str, out_dir: str, cfg: TrainConfig, fmt: 
         upload_dir(spark, Path(tmp) / "model", out_dir, last=VERSION_FILE)
     log.info("model directory copied to %s", out_dir)
     return {**result, "model_dir": str(out_dir)}
+
+
+def _holdout(df, windows: dict[str, dict], as_of: dt.date) -> tuple[dict, dict, dict]:
+    """The tables, label windows and data facts of an out-of-time split of ``df``: the partition
+    ``as_of`` tests; the earlier ones whose labels ended by ``as_of`` train (a partition whose label
+    window runs past it would train on what happened after the test cutoff: left out, said so)."""
+    from pyspark.sql import functions as F
+
+    held = as_of.isoformat()
+    if AS_OF_DATE not in df.columns:
+        raise InputError(f"--holdout-as-of needs a table partitioned by {AS_OF_DATE}")
+    if not windows:
+        raise InputError("--holdout-as-of needs the feature manifests (their label windows), which this table lacks")
+    if held not in windows:
+        raise InputError(f"--holdout-as-of {held}: the table has no partition {AS_OF_DATE}={held} "
+                         f"(it has {', '.join(sorted(windows))})")
+    earlier = [d for d in sorted(windows) if d < held]
+    overlapping = [d for d in earlier if str(windows[d]["label_end"]) > held]
+    usable = [d for d in earlier if d not in overlapping]
+    for d in overlapping:
+        log.warning("leaving out %s=%s: its labels run to %s, past the held-out cutoff %s",
+                    AS_OF_DATE, d, windows[d]["label_end"], held)
+    if not usable:
+        raise InputError(f"--holdout-as-of {held}: no earlier partition's label window ends by then "
+                         f"(partitions {', '.join(sorted(windows))})")
+    date = F.col(AS_OF_DATE).cast("string")
+    tables = {"train": df.where(date.isin(*usable)), "test": df.where(date == held)}
+    info = {"holdout_as_of": held, "train_as_of_dates": usable, "left_out_as_of_dates": overlapping}
+    return tables, {"train": {d: windows[d] for d in usable}, "test": {held: windows[held]}}, info
 
 
 def label_windows(manifests: dict[str, dict], cfg: TrainConfig) -> dict[str, dict]:

@@ -234,3 +234,26 @@ def test_session_for_s3a_paths_gets_the_magic_committer_and_keeps_the_users_jars
     assert conf["spark.hadoop.fs.s3a.endpoint"] == "http://127.0.0.1:9000"
     local = session_conf(["/local/in", "/local/out"], False, {})
     assert not any(k.startswith(("spark.jars", "spark.hadoop.fs.s3a", "spark.sql.sources")) for k in local)
+
+
+def test_many_cutoffs_in_one_job_then_train_out_of_time_on_the_latest(spark, shop, tmp_path, capsys):
+    """features --as-of A,B,... writes one partition per date; train --holdout-as-of D tests on D and
+    trains only on earlier partitions whose label window ended by D (06-15's runs to 07-15: left out)."""
+    raw, out = shop["raw"], tmp_path / "features"
+    dates = ["2024-04-01", "2024-05-01", "2024-06-15", "2024-07-01"]
+    assert main(["features", "--transactions", str(raw / "transactions"), "--customers", str(raw / "customers"),
+                 "--as-of", ",".join(reversed(dates)), "--lookback-days", "60", "--horizon-days", "30",
+                 "--out", str(out), "--log-level", "WARNING"]) == 0
+    manifests = {d: json.loads((out / f"{AS_OF_DATE}={d}" / "_manifest.json").read_text()) for d in dates}
+    assert all(m[AS_OF_DATE] == d and m["rows"] > 0 for d, m in manifests.items())
+    model = tmp_path / "model"
+    assert main(["train", "--features", str(out), "--out", str(model), "--holdout-as-of", "2024-07-01",
+                 "--epochs", "2", "--log-level", "WARNING"]) == 0
+    data = json.loads((model / "metrics.json").read_text())["data"]
+    assert data["holdout_as_of"] == "2024-07-01" and data["train_as_of_dates"] == ["2024-04-01", "2024-05-01"]
+    assert data["left_out_as_of_dates"] == ["2024-06-15"]
+    assert data["rows_test"] == manifests["2024-07-01"]["rows"]
+    assert data["rows_fit"] + data["rows_validation"] == manifests["2024-04-01"]["rows"] + manifests["2024-05-01"]["rows"]
+    capsys.readouterr()
+    assert main(["train", "--features", str(out), "--out", str(model), "--holdout-as-of", "2024-04-01"]) == 2
+    assert "no earlier partition" in capsys.readouterr().err
