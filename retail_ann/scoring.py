@@ -41,7 +41,7 @@ from retail_ann.logs import stage
 from retail_ann.preprocessing import column_types_of
 from retail_ann.publish import publish_delta_partitions, publish_partitions
 from retail_ann.schemas import (
-    AS_OF_DATE, CORRUPT_RECORD, MODEL_VERSION, PREDICTED_SPEND, PURCHASE_PROBABILITY, REJECT_REASON, SCORED_AT,
+    AS_OF_DATE, CORRUPT_RECORD, CUSTOMER_ID, MODEL_VERSION, PREDICTED_SPEND, PURCHASE_PROBABILITY, REJECT_REASON, SCORED_AT,
     WILL_PURCHASE, is_blank, with_reject_reason,
 )
 
@@ -109,10 +109,10 @@ def split_scorable(df: DataFrame, id_col: str, as_of: dt.date | None) -> tuple[D
 
 
 def count_by_date(df: DataFrame, id_col: str, as_of: dt.date | None,
-                  unique_ids: bool = True) -> tuple[int, list[dt.date]]:
-    """(rows, their as-of dates) of scorable rows, in one pass over the key columns. With
-    ``unique_ids``, two rows for one id and date (two predictions for one key) are an
-    ``InputError``, raised before any write; checking it costs a shuffle of the keys."""
+                  unique_ids: bool = True) -> dict[dt.date, int]:
+    """Scorable rows per as-of date, in one pass over the key columns. With ``unique_ids``, two rows
+    for one id and date (two predictions for one key) are an ``InputError``, raised before any
+    write; checking it costs a shuffle of the keys."""
     date = F.col(AS_OF_DATE) if AS_OF_DATE in df.columns else F.lit(as_of).alias(AS_OF_DATE)
     if not unique_ids:
         by_date = df.groupBy(date).agg(F.count(F.lit(1)).alias("rows")).collect()
@@ -126,7 +126,16 @@ def count_by_date(df: DataFrame, id_col: str, as_of: dt.date | None,
             examples = [str(r[id_col]) for r in per_key.where(F.col("count") > 1).limit(3).collect()]
             raise InputError(f"{repeated} {id_col} value(s) occur more than once for one {AS_OF_DATE} (e.g. "
                              f"{', '.join(examples)}): one prediction per key needs one row; deduplicate the table")
-    return sum(r["rows"] for r in by_date), sorted(r[AS_OF_DATE] for r in by_date)
+    return {r[AS_OF_DATE]: int(r["rows"]) for r in by_date}
+
+
+def vouched_unique(manifests: dict[str, dict], rows: dict[dt.date, int]) -> bool:
+    """True when every date scored is a partition as ``features`` wrote it: a features manifest
+    whose row count is the partition's now. ``features`` writes one row per customer, so its keys
+    need no shuffle to be known unique; a partition changed since (rows added) is checked."""
+    return bool(rows) and all(
+        manifests.get(d.isoformat(), {}).get("job") == "features" and manifests[d.isoformat()].get("rows") == n
+        for d, n in rows.items())
 
 
 def _keras_network(artifact: Artifact, name: str):
@@ -345,7 +354,19 @@ def score_table(
         counts = _value_counts(spark)
         predictions = score_dataframe(spark, source, artifact, cfg.id_col, as_of, cfg.engine, counts=counts)
     with stage("score.count_input", log) as s:
-        rows_in, dates = count_by_date(source, cfg.id_col, as_of, cfg.unique_ids)
+        # a feature table of ours vouches for its keys in its manifests; anything else is checked
+        manifests = io.partition_manifests(spark, features, AS_OF_DATE) if cfg.unique_ids else {}
+        ours = cfg.id_col == CUSTOMER_ID and any(m.get("job") == "features" for m in manifests.values())
+        by_date = count_by_date(source, cfg.id_col, as_of, unique_ids=cfg.unique_ids and not ours)
+        if not cfg.unique_ids:
+            keys = "not checked (unique_ids: false)"
+        elif not ours:
+            keys = "checked"
+        elif vouched_unique(manifests, by_date):
+            keys = "unique by the features manifests"
+        else:   # changed since features wrote it
+            by_date, keys = count_by_date(source, cfg.id_col, as_of, unique_ids=True), "checked"
+        rows_in, dates = sum(by_date.values()), sorted(by_date)
         s.rows = rows_in
     partition = f"{AS_OF_DATE}={as_of or 'any'}"
     rejected_to = io.quarantine_path(out, "features", partition)
@@ -364,7 +385,7 @@ def score_table(
             "job": "score", "model_version": artifact.version, "model_dir": str(model_dir), "engine": cfg.engine,
             "spec_hash": hashlib.sha256(artifact.spec.to_json().encode()).hexdigest()[:16], "features": features,
             "as_of_dates": [d.isoformat() for d in dates], "rows_in": rows_in, "rows_out": rows_out,
-            "batch_rows": cfg.batch_rows, "rows_rejected": n_rejected, **({"rejected_to": rejected_to} if n_rejected else {}),
+            "batch_rows": cfg.batch_rows, "keys": keys, "rows_rejected": n_rejected, **({"rejected_to": rejected_to} if n_rejected else {}),
             **({"imputed": imputed} if imputed is not None else {}),
             "seconds": seconds, "rows_per_s": round(rows_in / max(seconds, 1e-9)),
             "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import subprocess
 import sys
 
@@ -201,7 +202,6 @@ def test_malformed_csv_lines_are_rejected_not_scored(spark, tmp_path):
 
 
 def test_broken_model_files_are_input_errors(spark, shop, trained_model, tmp_path):
-    import shutil
 
     model = tmp_path / "model"
     shutil.copytree(trained_model["dir"], model)
@@ -230,11 +230,24 @@ def test_repeated_keys_stop_the_job_before_writing(spark, shop, trained_model, t
     features.unionByName(other_date).write.parquet(str(tmp_path / "two_dates"))
     manifest = score_table(spark, str(tmp_path / "two_dates"), str(trained_model["dir"]), str(out), ScoreConfig())
     assert manifest["rows_in"] == features.count() + 2
-    assert manifest["as_of_dates"] == ["2024-07-01", "2024-08-01"]
+    assert manifest["as_of_dates"] == ["2024-07-01", "2024-08-01"] and manifest["keys"] == "checked"
+
+
+def test_a_feature_table_vouches_for_its_keys_until_rows_are_added_to_it(spark, shop, trained_model, tmp_path):
+    """Features writes one row per customer and says how many in each partition's manifest: score
+    trusts that (no shuffle of the keys) while the partition holds that many rows, and checks the
+    keys again once rows were added behind the manifest's back."""
+    table = tmp_path / "features"
+    shutil.copytree(shop["features"], table)
+    manifest = score_table(spark, str(table), str(trained_model["dir"]), str(tmp_path / "p1"), ScoreConfig())
+    assert manifest["keys"] == "unique by the features manifests"
+    part = table / f"{AS_OF_DATE}={shop['manifest'][AS_OF_DATE]}"
+    spark.read.parquet(str(part)).limit(3).write.mode("append").parquet(str(part))   # the same keys again
+    with pytest.raises(InputError, match="3 customer_id value\\(s\\) occur more than once"):
+        score_table(spark, str(table), str(trained_model["dir"]), str(tmp_path / "p2"), ScoreConfig())
 
 
 def test_a_keras_file_copied_over_another_is_refused_and_impossible_outputs_fail_the_batch(trained_model, tmp_path):
-    import shutil
 
     from retail_ann.scoring import check_predictions
 
