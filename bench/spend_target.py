@@ -9,9 +9,10 @@ Data sets, both turned into a feature table by the pipeline's own ``run_features
   of 1997-10-01 over the 273 days before, labels over the 273 days after (to 1998-06-30);
 - ``generated``: ``retail-ann generate`` with ``--customers`` (default 20,000) over 2024, features
   as of 2024-11-01, lookback 180, horizon 60.
-For each seed (split and training) and target, ``train_table`` trains task ``both`` and the script
-prints the spend R², MAE and mean prediction / mean actual on the 20 % test rows, beside the ridge and
-mean baselines of the same split.
+For each split seed (``split_seed``: the sample, test rows and validation folds), training seed
+(``--train-seeds``, default the split seed) and target, ``train_table`` trains task ``both`` and the
+script prints the spend R², normalized Gini, MAE and mean prediction / mean actual on the 20 % test
+rows, beside the ridge and mean baselines of the same split, and the purchase ROC-AUC.
 """
 from __future__ import annotations
 
@@ -33,7 +34,9 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", nargs="+", default=["cdnow", "generated"], choices=["cdnow", "generated"])
     p.add_argument("--targets", nargs="+", default=list(TARGETS), choices=TARGETS)
-    p.add_argument("--seeds", type=int, nargs="+", default=[42])
+    p.add_argument("--seeds", type=int, nargs="+", default=[42], help="split seeds (split_seed)")
+    p.add_argument("--train-seeds", type=int, nargs="+", default=None,
+                   help="training seeds tried on each split (default: the split seed itself)")
     p.add_argument("--customers", type=int, default=20_000, help="generated shop size")
     p.add_argument("--out", default=str(ROOT / "bench" / "out" / "spend_target"))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="TrainConfig override, repeatable")
@@ -81,18 +84,23 @@ def main(argv=None) -> int:
     for name in args.data:
         features = build_features(spark, name, out, args.customers)
         for seed in args.seeds:
-            for target in args.targets:
-                cfg = TrainConfig(**{"task": "both", "seed": seed, "spend_target": target, "report": False,
-                                     **_overrides(args.set)})
-                t = time.time()
-                r = train_table(spark, features, str(out / name / f"model_{target}_seed{seed}"), cfg)
-                spend = r["spend"]
-                results.append({"data": name, "seed": seed, "target": target, "seconds": round(time.time() - t, 1),
-                                "rows": r["data"].get("rows_sampled"), **{k: spend[k] for k in spend}})
-                ann, ridge, mean = spend["ann"], spend["baseline_ridge"], spend["baseline_mean"]
-                print(f"{name:>9} seed {seed:>3} {target:>9}: R2 {ann['r2']:.3f} (ridge {ridge['r2']:.3f}, "
-                      f"mean {mean['r2']:.3f}), MAE {ann['mae']:.2f}, mean predicted/actual "
-                      f"{ann['mean_predicted'] / ann['mean_actual']:.3f}, {results[-1]['seconds']} s", flush=True)
+            for train_seed in args.train_seeds or [seed]:
+                for target in args.targets:
+                    cfg = TrainConfig(**{"task": "both", "seed": train_seed, "split_seed": seed, "spend_target": target,
+                                         "report": False, **_overrides(args.set)})
+                    t = time.time()
+                    r = train_table(spark, features, str(out / name / f"model_{target}_seed{seed}_{train_seed}"), cfg)
+                    spend = r["spend"]
+                    results.append({"data": name, "seed": seed, "train_seed": train_seed, "target": target,
+                                    "seconds": round(time.time() - t, 1), "rows": r["data"].get("rows_sampled"),
+                                    "purchase_roc_auc": r.get("purchase", {}).get("ann", {}).get("roc_auc"),
+                                    **{k: spend[k] for k in spend}})
+                    ann, ridge, mean = spend["ann"], spend["baseline_ridge"], spend["baseline_mean"]
+                    print(f"{name:>9} split {seed:>3} seed {train_seed:>3} {target:>9}: R2 {ann['r2']:.3f} "
+                          f"(ridge {ridge['r2']:.3f}, mean {mean['r2']:.3f}), Gini {ann['gini']:.3f}, "
+                          f"MAE {ann['mae']:.2f}, mean predicted/actual {ann['mean_predicted'] / ann['mean_actual']:.3f}, "
+                          f"purchase ROC-AUC {results[-1]['purchase_roc_auc'] or float('nan'):.4f}, "
+                          f"{results[-1]['seconds']} s", flush=True)
     spark.stop()
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
