@@ -73,6 +73,7 @@ class ScoreConfig:
     output_format: str = "parquet"  # parquet or delta
     id_col: str = "customer_id"
     unique_ids: bool = True        # refuse a table with two rows for one id and date (a shuffle of the keys)
+    file_tasks: bool = True        # a local feature table of ours, to local Parquet: tasks score its files with pyarrow
 
     def __post_init__(self) -> None:
         _require(self.engine in ("numpy", "keras"), "engine must be numpy or keras")

@@ -138,12 +138,25 @@ def publish_partitions(
     replacing those partitions as described in the module docstring; each gets ``manifest(rows
     staged)`` plus this run's id, and ``_SUCCESS``. Raises ``RuntimeError`` (nothing published)
     when the staged row count is not ``expected_rows``. Returns the manifest written."""
+    def write(staging: str) -> None:
+        # a fresh directory, so static overwrite (the S3A committers refuse dynamic partition overwrite)
+        df.write.mode("overwrite").option("partitionOverwriteMode", "static").partitionBy(col).parquet(staging)
+
+    return publish_written(spark, write, out, col, values, expected_rows, manifest)
+
+
+def publish_written(
+    spark: SparkSession, write: Callable[[str], str | None], out: str, col: str, values: list[str],
+    expected_rows: int, manifest: Callable[[int], dict],
+) -> dict:
+    """``publish_partitions`` for rows that ``write(staging)`` puts under ``staging`` as Parquet in
+    ``col=<value>/`` directories, by any means (Spark's writer, or tasks writing files themselves);
+    it returns the name of what committed the files, or None to read it from ``_SUCCESS``."""
     out = str(out).rstrip("/")
     store = _Storage(spark, out)
     entries = sorted({f"{col}={v}" for v in values})
     run, staging, journal = _begin(spark, out, entries)
-    # a fresh directory, so static overwrite (the S3A committers refuse dynamic partition overwrite)
-    df.write.mode("overwrite").option("partitionOverwriteMode", "static").partitionBy(col).parquet(staging)
+    committer = write(staging)
     _step("staged")
     staged = sorted(d for d in store.list_dirs(staging) if d.startswith(f"{col}="))
     rows = spark.read.parquet(staging).count() if staged else 0   # Parquet footers: no data read
@@ -152,7 +165,7 @@ def publish_partitions(
         store.delete(journal)
         raise RuntimeError(f"staged {rows} rows in partitions {[d.split('=', 1)[1] for d in staged]} for "
                            f"{expected_rows} rows in {sorted(str(v) for v in values)}: nothing published")
-    written = {**manifest(rows), RUN_KEY: run, "committer": _committer(spark, staging)}
+    written = {**manifest(rows), RUN_KEY: run, "committer": committer or _committer(spark, staging)}
     for entry in entries:
         io.write_manifest(spark, f"{staging}/{entry}", written)
         io.write_success(spark, f"{staging}/{entry}")

@@ -31,6 +31,7 @@ from pyspark.accumulators import AccumulatorParam
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.sql.pandas.types import to_arrow_schema
 
 from retail_ann import inputs, io
 from retail_ann.artifact import Artifact, load_artifact
@@ -39,7 +40,7 @@ from retail_ann.config import ScoreConfig
 from retail_ann.errors import InputError
 from retail_ann.logs import stage
 from retail_ann.preprocessing import column_types_of
-from retail_ann.publish import publish_delta_partitions, publish_partitions
+from retail_ann.publish import publish_delta_partitions, publish_partitions, publish_written
 from retail_ann.schemas import (
     AS_OF_DATE, CORRUPT_RECORD, CUSTOMER_ID, MODEL_VERSION, PREDICTED_SPEND, PURCHASE_PROBABILITY, REJECT_REASON, SCORED_AT,
     WILL_PURCHASE, is_blank, with_reject_reason,
@@ -331,13 +332,38 @@ def score_dataframe(
     else:
         df = df.where(F.col(AS_OF_DATE) == F.lit(as_of)) if AS_OF_DATE in df.columns else df
     out_schema = prediction_schema(artifact, df.schema[id_col])
-    from pyspark.sql.pandas.types import to_arrow_schema
-
     arrow_schema = to_arrow_schema(out_schema)
     fn = partial(score_batches, shipped=_ship(spark, artifact), id_col=id_col, as_of=as_of,
                  scored_at=scored_at or dt.datetime.now(dt.timezone.utc), engine=engine, schema=arrow_schema,
                  counts=counts)
     return df.select(*dict.fromkeys(needed)).mapInArrow(fn, out_schema)
+
+
+def _file_tasks_input(spark: SparkSession, features: str, fmt: str | None, out: str, cfg: ScoreConfig,
+                      vouched: bool, dates: list[dt.date]) -> dict[str, list[str]] | None:
+    """The Parquet data files of each date for ``file_scoring`` (tasks that read, score and write
+    files with pyarrow), or None where the ``mapInArrow`` path must score: the switch
+    ``file_tasks`` off, a table its manifests do not vouch for, the keras engine, Delta in or out,
+    a path that is not a local (or shared) filesystem's, files that are not ``.parquet``, or no
+    SparkContext (Spark Connect)."""
+    if not (cfg.file_tasks and vouched and cfg.engine == "numpy" and cfg.output_format == "parquet"
+            and fmt in (None, "parquet") and io.is_local(features, spark) and io.is_local(out, spark)):
+        return None
+    try:
+        spark.sparkContext
+    except Exception:  # Spark Connect
+        return None
+    root = io.local_path(features)
+    if (root / "_delta_log").exists():   # a Delta table's directory also holds files its log removed
+        return None
+    if (root / io.MANIFEST_FILE).is_file():   # one partition's directory
+        dirs = {dates[0].isoformat(): root} if len(dates) == 1 else {}
+    else:
+        dirs = {d.isoformat(): root / f"{AS_OF_DATE}={d.isoformat()}" for d in dates}
+    files = {d: io.data_files(spark, str(p)) for d, p in dirs.items()}
+    if not files or not all(paths and all(f.endswith(".parquet") for f in paths) for paths in files.values()):
+        return None
+    return files
 
 
 def score_table(
@@ -352,25 +378,28 @@ def score_table(
         check_compatible(df, artifact, cfg.id_col, as_of)
         source, rejected = split_scorable(df, cfg.id_col, as_of)
         counts = _value_counts(spark)
-        predictions = score_dataframe(spark, source, artifact, cfg.id_col, as_of, cfg.engine, counts=counts)
+        scored_at = dt.datetime.now(dt.timezone.utc)
+        predictions = score_dataframe(spark, source, artifact, cfg.id_col, as_of, cfg.engine, scored_at, counts)
     with stage("score.count_input", log) as s:
+        n_rejected = rejected.select(REJECT_REASON).count()   # reads the id and date columns only
         # a feature table of ours vouches for its keys in its manifests; anything else is checked
-        manifests = io.partition_manifests(spark, features, AS_OF_DATE) if cfg.unique_ids else {}
-        ours = cfg.id_col == CUSTOMER_ID and any(m.get("job") == "features" for m in manifests.values())
+        manifests = io.partition_manifests(spark, features, AS_OF_DATE)
+        ours = cfg.id_col == CUSTOMER_ID and not n_rejected and any(m.get("job") == "features"
+                                                                    for m in manifests.values())
         by_date = count_by_date(source, cfg.id_col, as_of, unique_ids=cfg.unique_ids and not ours)
+        vouched = ours and vouched_unique(manifests, by_date)
         if not cfg.unique_ids:
             keys = "not checked (unique_ids: false)"
-        elif not ours:
-            keys = "checked"
-        elif vouched_unique(manifests, by_date):
+        elif vouched:
             keys = "unique by the features manifests"
-        else:   # changed since features wrote it
-            by_date, keys = count_by_date(source, cfg.id_col, as_of, unique_ids=True), "checked"
+        else:   # not ours, or changed since features wrote it
+            if ours:
+                by_date = count_by_date(source, cfg.id_col, as_of, unique_ids=True)
+            keys = "checked"
         rows_in, dates = sum(by_date.values()), sorted(by_date)
         s.rows = rows_in
     partition = f"{AS_OF_DATE}={as_of or 'any'}"
     rejected_to = io.quarantine_path(out, "features", partition)
-    n_rejected = rejected.select(REJECT_REASON).count()   # reads the id and date columns only
     if n_rejected or io.path_exists(spark, rejected_to):   # an earlier run's rejects are replaced
         n_rejected = io.write_quarantine(spark, rejected, out, "features", partition)
     if rows_in == 0:
@@ -395,7 +424,18 @@ def score_table(
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.batch_rows))
     try:
         with stage("score.write", log) as s:
-            if cfg.output_format == "parquet":
+            files = _file_tasks_input(spark, features, fmt, out, cfg, vouched, dates)
+            if files is not None:   # Spark tasks read, score and write the files themselves
+                from retail_ann.file_scoring import COMMITTER, score_files
+
+                def write(staging: str) -> str:
+                    schema = to_arrow_schema(prediction_schema(artifact, source.schema[cfg.id_col]))
+                    score_files(spark, artifact, files, cfg.id_col, cfg.batch_rows, scored_at, schema, counts, staging)
+                    return COMMITTER
+
+                written = publish_written(spark, write, out, AS_OF_DATE, [d.isoformat() for d in dates], rows_in,
+                                          manifest)
+            elif cfg.output_format == "parquet":
                 written = publish_partitions(spark, predictions, out, AS_OF_DATE, [d.isoformat() for d in dates],
                                              rows_in, manifest)
             else:   # Delta: one replaceWhere commit of the dates, its log the atomic publish

@@ -7,13 +7,17 @@ import shutil
 import subprocess
 import sys
 
+from pathlib import Path
+
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import functions as F
 
 from retail_ann.cli import main
 from retail_ann.config import ScoreConfig
 from retail_ann.errors import InputError
+from retail_ann.file_scoring import COMMITTER, FAIL_ATTEMPT_ENV
 from retail_ann.scoring import score_batches, score_dataframe, score_table
 from retail_ann.schemas import (
     AS_OF_DATE, CUSTOMER_ID, MODEL_VERSION, PREDICTED_SPEND, PURCHASE_PROBABILITY, SCORED_AT, WILL_PURCHASE,
@@ -43,12 +47,42 @@ def test_every_customer_scored_exactly_once(spark, shop, scored):
     assert all(n == 0 for n in stats[3:])
     assert {r[0] for r in preds.select(MODEL_VERSION).distinct().collect()} == {scored["manifest"]["model_version"]}
     assert (scored["out"] / "as_of_date=2024-07-01" / "_SUCCESS").exists()
-    assert scored["manifest"]["committer"] == "file"   # a local disk: Hadoop's rename committer
+    assert scored["manifest"]["committer"] == COMMITTER   # a feature table of ours: tasks wrote the files
     # Parquet's standard microsecond timestamps, not Spark's legacy INT96 (which pandas reads as naive nanoseconds)
-    import pyarrow.parquet as pq
 
     part = next((scored["out"] / "as_of_date=2024-07-01").glob("part-*.parquet"))
     assert str(pq.read_schema(part).field(SCORED_AT).type) == "timestamp[us, tz=UTC]"
+
+
+def test_file_tasks_score_exactly_as_map_in_arrow_does(spark, shop, trained_model, scored, tmp_path):
+    """The file-task path (the default for a feature table of ours) and Spark's mapInArrow path
+    write the same rows, types and values (only the scoring time differs) and the same counts."""
+    slow_out = tmp_path / "slow"
+    slow = score_table(spark, str(shop["features"]), str(trained_model["dir"]), str(slow_out),
+                       ScoreConfig(file_tasks=False))
+    assert slow["committer"] == "file" and scored["manifest"]["committer"] == COMMITTER
+    fast_df = spark.read.parquet(str(scored["out"])).drop(SCORED_AT)
+    slow_df = spark.read.parquet(str(slow_out)).drop(SCORED_AT)
+    assert fast_df.schema == slow_df.schema
+    assert fast_df.count() == slow_df.count() == slow["rows_out"]
+    assert fast_df.exceptAll(slow_df).count() == 0 and slow_df.exceptAll(fast_df).count() == 0
+    for key in ("rows_in", "rows_out", "rows_rejected", "imputed", "keys", "as_of_dates"):
+        assert scored["manifest"].get(key) == slow.get(key), key
+
+
+def test_a_retried_file_task_leaves_one_copy_of_its_rows(shop, trained_model, tmp_path):
+    """Each task's first attempt fails after writing its file; Spark retries it (local[2,2]); only
+    the file of the attempt that succeeded is published."""
+    out = tmp_path / "preds"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), FAIL_ATTEMPT_ENV: "1"}
+    run = subprocess.run([sys.executable, "-m", "retail_ann.cli", "score", "--features", str(shop["features"]),
+                          "--model", str(trained_model["dir"]), "--out", str(out), "--master", "local[2,2]",
+                          "--log-level", "WARNING"], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    part = out / f"{AS_OF_DATE}={shop['manifest'][AS_OF_DATE]}"
+    table = pq.read_table(part)
+    assert table.num_rows == shop["manifest"]["rows"] == len(set(table.column(CUSTOMER_ID).to_pylist()))
+    assert all("-a1-" in f.name for f in part.glob("*.parquet"))   # attempt 1 of each task, none of attempt 0
 
 
 def test_decision_uses_the_stored_threshold(spark, scored, trained_model):

@@ -1,0 +1,110 @@
+"""Scoring a feature table's Parquet files in Spark tasks that read and write them with pyarrow.
+
+``mapInArrow`` scoring pays Spark's row path twice (Parquet -> JVM rows -> Arrow -> Python, and
+back -> JVM -> Parquet) for work whose model part is a small fraction of it. When the input is a
+feature table ``features`` wrote (its manifests vouch that each partition is as written: one row per
+customer, every id present) on a filesystem every task can open as a path, and the output is
+Parquet there too, ``score`` takes this path instead:
+
+1. the driver lists the data files of the partitions to score and cuts them into units (a file, or
+   a run of its row groups) so every core has work;
+2. Spark runs one task per unit (``parallelize``); a task reads its unit with pyarrow, scores the
+   batches with the same ``scoring.score_batches`` the ``mapInArrow`` path uses (spec transform and
+   numpy forward pass; the predictions are identical) and writes one Parquet file into the staging
+   directory of ``publish.publish_written``, named by unit and task attempt;
+3. the driver keeps the files of the attempts Spark reports as succeeded (a retried or speculative
+   attempt's file is deleted), and the publish step counts, marks and swaps the partitions in.
+
+Other inputs (Delta, CSV, object stores, Spark Connect, the keras engine) take ``mapInArrow``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyspark.sql import SparkSession
+
+from retail_ann import io
+from retail_ann.artifact import Artifact
+from retail_ann.schemas import AS_OF_DATE
+
+log = logging.getLogger(__name__)
+
+COMMITTER = "retail-ann file tasks"   # the manifest's ``committer`` for this path
+FAIL_ATTEMPT_ENV = "RETAIL_ANN_TEST_FAIL_FIRST_ATTEMPT"   # tests: the first attempt of each task fails after writing
+
+
+def units(files: dict[str, list[str]], cores: int) -> list[tuple[str, str, list[int]]]:
+    """``(as-of date, file, row groups)`` units of the data ``files`` of each date: a file whole,
+    or cut into runs of row groups until there are about two units per core."""
+    whole = [(date, path, list(range(pq.ParquetFile(path).num_row_groups))) for date, paths in sorted(files.items())
+             for path in paths]
+    whole = [u for u in whole if u[2]]   # a file without row groups holds no rows
+    target = 2 * max(cores, 1)
+    cut = []
+    for date, path, groups in whole:
+        pieces = min(len(groups), max(1, -(-target // max(len(whole), 1))))
+        size = -(-len(groups) // pieces)
+        cut += [(date, path, groups[i:i + size]) for i in range(0, len(groups), size)]
+    return cut
+
+
+def score_files(
+    spark: SparkSession, artifact: Artifact, files: dict[str, list[str]], id_col: str, batch_rows: int,
+    scored_at: dt.datetime, schema: pa.Schema, counts, staging: str,
+) -> list[tuple[str, int]]:
+    """Score every file of ``files`` (``{as-of date: data files}``) into
+    ``staging/as_of_date=<date>/``; returns the (file, rows) each succeeded task wrote. Files of
+    attempts that did not succeed are removed."""
+    from retail_ann.scoring import _ship
+
+    work = units(files, spark.sparkContext.defaultParallelism)
+    shipped = _ship(spark, artifact)
+    out_schema = pa.schema([f for f in schema if f.name != AS_OF_DATE])   # the date is the directory
+    needed = list(dict.fromkeys([id_col, *artifact.spec.input_columns]))
+    root = io.local_path(staging)
+
+    def task(index: int, items):
+        return [_score_unit(index, unit, shipped, needed, id_col, batch_rows, scored_at, schema, out_schema, counts,
+                            root) for unit in items]
+
+    rdd = spark.sparkContext.parallelize(work, max(len(work), 1))
+    committed = rdd.mapPartitionsWithIndex(task).collect()
+    keep = {path for path, _ in committed}
+    for date in files:
+        directory = root / f"{AS_OF_DATE}={date}"
+        for stray in directory.glob("*.parquet") if directory.is_dir() else []:
+            if str(stray) not in keep:   # an attempt Spark did not take: failed, or the slower speculative one
+                stray.unlink()
+    log.info("scored %d file units in %d tasks", len(work), len(work))
+    return committed
+
+
+def _score_unit(index: int, unit: tuple[str, str, list[int]], shipped, needed: list[str], id_col: str,
+                batch_rows: int, scored_at: dt.datetime, schema: pa.Schema, out_schema: pa.Schema, counts,
+                root: Path) -> tuple[str, int]:
+    """Executor side: score one unit into its own file, named by unit and attempt."""
+    from pyspark import TaskContext
+
+    from retail_ann.scoring import score_batches
+
+    date, path, groups = unit
+    ctx = TaskContext.get()
+    attempt = f"s{ctx.stageId()}-a{ctx.attemptNumber()}-t{ctx.taskAttemptId()}" if ctx else "driver"
+    directory = root / f"{AS_OF_DATE}={date}"
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"part-{index:05d}-{attempt}.snappy.parquet"
+    batches = pq.ParquetFile(path).iter_batches(batch_size=batch_rows, row_groups=groups, columns=needed)
+    rows = 0
+    with pq.ParquetWriter(target, out_schema, compression="snappy") as writer:
+        for batch in score_batches(batches, shipped, id_col, dt.date.fromisoformat(date), scored_at, "numpy",
+                                   schema, counts):
+            writer.write_batch(batch.drop_columns([AS_OF_DATE]))
+            rows += batch.num_rows
+    if os.environ.get(FAIL_ATTEMPT_ENV) and ctx is not None and ctx.attemptNumber() == 0:
+        raise RuntimeError(f"{FAIL_ATTEMPT_ENV}: failing attempt 0 of task {index} after it wrote {target.name}")
+    return str(target), rows
