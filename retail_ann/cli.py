@@ -6,6 +6,7 @@ Errors are one line on stderr (``--log-level DEBUG`` adds the traceback).
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import re
 import signal
@@ -206,8 +207,32 @@ def _print_demo_summary(result: dict, out: str) -> None:
     print("\n".join(lines))
 
 
+class StrictParser(argparse.ArgumentParser):
+    """argparse without abbreviations (``--epoch`` is not taken for ``--epochs``), whose subcommands
+    name a misspelled flag, with the flag it most likely meant, before anything else is checked."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._subparsers is None:   # a subcommand's parser: its own flags are all it knows
+            self._refuse_unknown_flags(sys.argv[1:] if args is None else list(args))
+        return super().parse_known_args(args, namespace)
+
+    def _refuse_unknown_flags(self, args: list[str]) -> None:
+        known = set(self._option_string_actions)
+        for token in args:
+            if token == "--":
+                break
+            name = token.split("=", 1)[0]
+            if name.startswith("--") and name not in known:
+                close = difflib.get_close_matches(name, sorted(k for k in known if k.startswith("--")), n=1, cutoff=0.75)
+                self.error(f"unrecognized argument {name}" + (f" (did you mean {close[0]}?)" if close else ""))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = StrictParser(
         prog="retail-ann",
         description="Predict online-retail customer behaviour (will they buy, how much) with Spark and a neural network.",
     )

@@ -257,3 +257,17 @@ def test_many_cutoffs_in_one_job_then_train_out_of_time_on_the_latest(spark, sho
     capsys.readouterr()
     assert main(["train", "--features", str(out), "--out", str(model), "--holdout-as-of", "2024-04-01"]) == 2
     assert "no earlier partition" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["features", "--transactons", "t", "--as-of", "2024-03-01", "--out", "o"],
+     "unrecognized argument --transactons (did you mean --transactions?)"),
+    (["train", "--features", "f", "--out", "o", "--epoch", "3"], "unrecognized argument --epoch (did you mean --epochs?)"),
+    (["score", "--features=f", "--model", "m", "--out", "o", "--bogus"], "unrecognized argument --bogus"),
+])
+def test_a_misspelled_or_abbreviated_flag_is_named_before_anything_else(argv, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith(message) and "required" not in err[-1]
