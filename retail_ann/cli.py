@@ -6,6 +6,7 @@ Errors are one line on stderr (``--log-level DEBUG`` adds the traceback).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import logging
 import re
@@ -13,6 +14,8 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+
+import yaml
 
 from retail_ann import __version__
 from retail_ann.config import (
@@ -30,6 +33,9 @@ EXIT_TERMINATED = 128 + signal.SIGTERM   # 143, as a shell reports a process SIG
 def _common(p: argparse.ArgumentParser, job: str) -> None:
     g = p.add_argument_group("common options")
     g.add_argument("--config", default=None, help=f"YAML settings (default: conf/{job}.yaml when present)")
+    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
+                   help=f"any setting of conf/{job}.yaml, over the file (a value as YAML reads it: 7, true, "
+                        "[64, 32]); repeatable; the flags above win over it")
     g.add_argument("--master", default=None, help="Spark master when not run by spark-submit (default: $SPARK_MASTER or local[*])")
     g.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark setting, repeatable")
     g.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -93,8 +99,31 @@ def _spark_conf(pairs: list[str]) -> dict[str, str]:
 
 
 def _config(cls, args: argparse.Namespace, job: str, overrides: dict):
+    """``cls`` from the job's YAML, then ``--set`` pairs, then the flags given (``overrides``)."""
     path = args.config or default_config_path(job)
-    return load_config(cls, path, overrides)
+    return load_config(cls, path, {**_settings(args.settings, cls), **{k: v for k, v in overrides.items()
+                                                                        if v is not None}})
+
+
+def _settings(pairs: list[str], cls) -> dict:
+    """``--set KEY=VALUE`` pairs as config values (parsed as YAML values); an unknown key is named
+    with the closest known one."""
+    known = sorted(f.name for f in dataclasses.fields(cls))
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise InputError(f"--set expects KEY=VALUE, got {pair!r}")
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            raise InputError(f"--set {key}: no such setting" + (f" (did you mean {close[0]}?)" if close else "")
+                             + f"; settings: {', '.join(known)}")
+        try:
+            settings[key] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError:
+            settings[key] = value
+    return settings
 
 
 def _session(args: argparse.Namespace, job: str, delta: bool = False):

@@ -271,3 +271,17 @@ def test_a_misspelled_or_abbreviated_flag_is_named_before_anything_else(argv, me
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].endswith(message) and "required" not in err[-1]
+
+
+def test_any_setting_can_be_set_from_the_command_line(spark, raw, tmp_path, capsys):
+    """recent_days has no flag of its own: --set reaches it (a value as YAML reads it), the flags win
+    over --set, and an unknown key is named with the closest one."""
+    out = tmp_path / "features"
+    assert main(features_args(raw, out, "--set", "recent_days=7", "--set", "lookback_days=10",
+                              "--log-level", "WARNING")) == 0
+    manifest = json.loads((out / f"{AS_OF_DATE}=2024-03-01" / "_manifest.json").read_text())
+    assert manifest["config"]["recent_days"] == 7 and manifest["config"]["lookback_days"] == 60   # the flag wins
+    capsys.readouterr()
+    assert main(features_args(raw, out, "--set", "recent_day=7")) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--set recent_day: no such setting (did you mean recent_days?)" in err
