@@ -366,6 +366,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_local_paths(args: argparse.Namespace) -> None:
+    """An input or model path on this machine's disk that does not exist is bad input, said before
+    Spark starts (seconds, not the 20 of a session). A path without a scheme is checked only where
+    it surely means this disk: not under spark-submit, no Hadoop configuration, no ``fs.defaultFS``
+    among the ``--conf`` settings (on a cluster ``/raw/x`` may be on HDFS)."""
+    import os
+    from urllib.parse import urlparse
+
+    from retail_ann.io import local_path
+    from retail_ann.spark import under_spark_submit
+
+    cluster = (under_spark_submit() or os.environ.get("HADOOP_CONF_DIR") or os.environ.get("YARN_CONF_DIR")
+               or any(pair.startswith("spark.hadoop.fs.defaultFS=") for pair in args.conf))
+    for name in (*_TABLE_ARGS, "input", "model"):
+        path = getattr(args, name, None)
+        if not path:
+            continue
+        scheme = urlparse(str(path)).scheme
+        if (scheme == "file" or (not scheme and not cluster)) and not local_path(path).exists():
+            if name == "model":
+                raise InputError(f"model directory not found: {path} (train writes it: retail-ann train "
+                                 f"--features TABLE --out {path})")
+            raise InputError(f"input not found: {path}")
+
+
 def _unreadable_file(e: BaseException) -> str | None:
     """What to say when Spark failed reading one of the input files (a truncated or corrupt Parquet
     file among good ones is found only when its rows are read): the file and the reader's reason."""
@@ -384,6 +409,7 @@ def _run(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace)
     turned into ``InputError`` where they are made), and a scheduler should retry or page, not
     blame the input."""
     try:
+        _check_local_paths(args)
         return handler(args)
     except InputError as e:
         log.debug("bad input", exc_info=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -285,3 +286,24 @@ def test_any_setting_can_be_set_from_the_command_line(spark, raw, tmp_path, caps
     assert main(features_args(raw, out, "--set", "recent_day=7")) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--set recent_day: no such setting (did you mean recent_days?)" in err
+
+
+def test_a_missing_local_input_or_model_is_said_before_spark_starts(shop, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env.pop("HADOOP_CONF_DIR", None)
+    cases = [(["score", "--features", str(shop["features"]), "--model", str(tmp_path / "model"), "--out", str(tmp_path / "p")],
+              f"model directory not found: {tmp_path / 'model'} (train writes it"),
+             (["features", "--transactions", str(tmp_path / "none"), "--as-of", "2024-03-01", "--out", str(tmp_path / "f")],
+              f"input not found: {tmp_path / 'none'}")]
+    for argv, message in cases:
+        started = time.time()
+        run = subprocess.run([sys.executable, "-m", "retail_ann.cli", *argv], env=env, capture_output=True, text=True,
+                             timeout=120)
+        assert run.returncode == 2 and time.time() - started < 15
+        lines = run.stderr.strip().splitlines()
+        assert lines[-1].startswith(f"retail-ann {argv[0]}: error: {message}")
+        assert not any("WARN" in line or "Spark" in line for line in lines), lines
