@@ -65,6 +65,7 @@ CATEGORICAL = "categorical"
 BOOLEAN = "boolean"
 
 IMPUTATIONS = ("median", "mean", "drop")
+MISSING_SHOWN = 5   # missing input columns a schema check names (the rest are counted)
 # Numeric statistics are fitted on values clipped to a quarter of float32's range: ``transform``
 # works in float32 (larger inputs saturate there), and lo, hi and their span must stay finite in it.
 _FIT_LIMIT = float(np.finfo(np.float32).max) / 4
@@ -342,16 +343,19 @@ class FeatureSpec:
         ``double``, ``int``, ``decimal(10,2)``), Arrow (``int64``, ``large_string``) or pandas
         (``float64``, ``object``) writes it; ``column_types_of`` builds it from a schema.
         """
-        problems = []
+        problems, missing = [], []
         for name, kind in self.input_columns.items():
             if name not in column_types:
-                problems.append(f"missing column {name} ({kind})")
+                missing.append(name)
                 continue
             t = str(column_types[name]).strip().lower()
             if kind == NUMERIC and not _is_numeric_type(t):
                 problems.append(f"column {name} is {t}, expected a numeric type")
             elif kind != NUMERIC and not (_is_numeric_type(t) or _is_text_type(t)):
                 problems.append(f"column {name} is {t}, expected a string, boolean or integer type")
+        if missing:   # a wrong table lacks most of them: the first few and how many
+            shown = ", ".join(missing[:MISSING_SHOWN]) + (", ..." if len(missing) > MISSING_SHOWN else "")
+            problems.insert(0, f"{len(missing)} of its {len(self.input_columns)} input columns missing ({shown})")
         return problems
 
     # ---------------------------------------------------------------------------- (de)serialise

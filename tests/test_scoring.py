@@ -114,8 +114,13 @@ def test_missing_model_column_is_rejected_before_writing(spark, shop, trained_mo
     out = tmp_path / "preds"
     code = main(["score", "--features", str(broken), "--model", str(trained_model["dir"]), "--out", str(out)])
     assert code == 2
-    assert f"missing column {dropped}" in capsys.readouterr().err
+    assert f"1 of its {len(spec_cols)} input columns missing ({dropped})" in capsys.readouterr().err
     assert not out.exists()
+    # a wrong table: the first few missing columns and how many, not a line of all of them
+    code = main(["score", "--features", str(shop["raw"] / "customers"), "--model", str(trained_model["dir"]),
+                 "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and len(err) < 400 and "input columns missing (" in err and ", ...)" in err
 
 
 def test_numpy_and_keras_engines_agree(spark, shop, trained_model):
