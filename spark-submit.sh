@@ -48,7 +48,7 @@ if [[ " $* " == *" -- "* ]]; then
 fi
 # shellcheck disable=SC2206
 extra=(${SPARK_SUBMIT_OPTS_EXTRA:-})
-opts=() py_files=() archives=() packages=() excludes=() cluster_mode=0
+opts=() py_files=() archives=() packages=() excludes=() cluster_mode=0 own_java_options=0
 set -- ${extra[@]+"${extra[@]}"} ${submit_args[@]+"${submit_args[@]}"} -- "$@"
 while [ "$1" != "--" ]; do
   case "$1" in
@@ -66,6 +66,7 @@ while [ "$1" != "--" ]; do
     --archives=*) archives+=("${1#*=}"); shift; continue ;;
     --deploy-mode) [ "${2:-}" = cluster ] && cluster_mode=1 ;;
     --deploy-mode=cluster|spark.submit.deployMode=cluster) cluster_mode=1 ;;
+    --driver-java-options|--driver-java-options=*|spark.driver.extraJavaOptions=*) own_java_options=1 ;;
   esac
   opts+=("$1"); shift
 done
@@ -123,6 +124,11 @@ if [[ "$job_args" == *"s3a://"* ]]; then
 fi
 [[ "$job_args" =~ -format[=\ ]delta\  ]] && packages+=("$(package_of DELTA_PACKAGE)")
 ship=()
+# Spark's own log as retail-ann runs it (conf/log4j2.properties: WARN, on stderr, one format); in
+# client mode only (a cluster-mode driver has no such file), and not over the caller's own options.
+if [ "$cluster_mode" = 0 ] && [ "$own_java_options" = 0 ] && [ -f "$here/conf/log4j2.properties" ]; then
+  ship+=(--driver-java-options "-Dlog4j2.configurationFile=file:$here/conf/log4j2.properties")
+fi
 [ ${#packages[@]} -gt 0 ] && ship+=(--packages "$(IFS=,; echo "${packages[*]}")")
 [ ${#excludes[@]} -gt 0 ] && ship+=(--exclude-packages "$(IFS=,; echo "${excludes[*]}")")
 [ ${#py_files[@]} -gt 0 ] && ship+=(--py-files "$(IFS=,; echo "${py_files[*]}")")

@@ -8,11 +8,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import json
 import logging
 import re
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 import yaml
@@ -22,7 +24,7 @@ from retail_ann.config import (
     DemoConfig, FeaturesConfig, GenerateConfig, ScoreConfig, TrainConfig, default_config_path, load_config, parse_date,
 )
 from retail_ann.errors import InputError
-from retail_ann.logs import configure_logging
+from retail_ann.logs import configure_logging, use_real_stderr
 
 log = logging.getLogger("retail_ann")
 
@@ -38,7 +40,10 @@ def _common(p: argparse.ArgumentParser, job: str) -> None:
                         "[64, 32]); repeatable; the flags above win over it")
     g.add_argument("--master", default=None, help="Spark master when not run by spark-submit (default: $SPARK_MASTER or local[*])")
     g.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark setting, repeatable")
-    g.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    g.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="retail-ann's log on stderr (default INFO; Spark's own is WARN: conf/log4j2.properties)")
+    g.add_argument("--json", action="store_true",
+                   help="print what was written as JSON (the manifest, one object a line) instead of the summary")
 
 
 _TABLE_ARGS = ("transactions", "clickstream", "customers", "features", "test_features")   # tables a job reads
@@ -134,26 +139,40 @@ def _session(args: argparse.Namespace, job: str, delta: bool = False):
                          conf=session_conf(paths, delta, _spark_conf(args.conf)))
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
+@dataclasses.dataclass
+class Outcome:
+    """What a command did: ``lines`` for people (stdout), ``manifests`` for schedulers (``--json``:
+    one JSON object a line)."""
+
+    lines: list[str]
+    manifests: list[dict]
+
+
+def _rows(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {n:,}" for name, n in counts.items())
+
+
+def cmd_generate(args: argparse.Namespace) -> Outcome:
     from retail_ann.pipeline import run_generate
 
     cfg = _config(GenerateConfig, args, "generate", {
         "customers": args.customers, "days": args.days, "start": args.start, "seed": args.seed})
     manifest = run_generate(_session(args, "generate"), cfg, args.out)
-    log.info("generated %s under %s", ", ".join(f"{k}={v}" for k, v in manifest["rows"].items()), args.out)
-    return EXIT_OK
+    return Outcome([f"wrote {_rows(manifest['rows'])} rows under {args.out}"], [manifest])
 
 
-def cmd_import(args: argparse.Namespace) -> int:
+def cmd_import(args: argparse.Namespace) -> Outcome:
     from retail_ann.pipeline import run_import
 
     cfg = _config(FeaturesConfig, args, "features", {})
-    run_import(_session(args, "import"), args.format, args.input, args.out, cfg)
-    return EXIT_OK
+    m = run_import(_session(args, "import"), args.format, args.input, args.out, cfg)
+    return Outcome([f"read {args.input} ({args.format}); wrote {_rows(m['rows'])} rows under {args.out}; "
+                    f"rejected {sum(m['rejected'].values()):,} rows"], [m])
 
 
-def cmd_features(args: argparse.Namespace) -> int:
+def cmd_features(args: argparse.Namespace) -> Outcome:
     from retail_ann.pipeline import check_features_request, run_features
+    from retail_ann.schemas import AS_OF_DATE
 
     dates = sorted({parse_date(d, "--as-of") for d in _csv_list(args.as_of)})
     if not dates:
@@ -168,17 +187,19 @@ def cmd_features(args: argparse.Namespace) -> int:
     if args.input_version is not None:
         raise InputError("--input-version is for train and score (features reads three tables)")
     spark = _session(args, "features", delta=_needs_delta(args, cfg.output_format))
-    for as_of in dates:   # one partition each, published as it is done
-        run_features(spark, cfg, as_of, args.transactions, args.out, clickstream=args.clickstream,
-                     customers=args.customers, fmt=args.input_format)
-    return EXIT_OK
+    manifests = [run_features(spark, cfg, as_of, args.transactions, args.out, clickstream=args.clickstream,
+                              customers=args.customers, fmt=args.input_format)
+                 for as_of in dates]   # one partition each, published as it is done
+    return Outcome([f"as of {m[AS_OF_DATE]}: wrote {m['rows']:,} customers (purchase rate {m['purchase_rate']:.3f}) "
+                    f"to {args.out.rstrip('/')}/{AS_OF_DATE}={m[AS_OF_DATE]}; rejected "
+                    f"{sum(m['rejected'].values()):,} input rows" for m in manifests], manifests)
 
 
 def _csv_list(value: str | None) -> list[str] | None:
     return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def cmd_train(args: argparse.Namespace) -> Outcome:
     from retail_ann.training import train_table
 
     cfg = _config(TrainConfig, args, "train", {
@@ -192,11 +213,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = train_table(_session(args, "train", delta=_needs_delta(args)), args.features, args.out, cfg,
                          fmt=args.input_format, test_path=args.test_features, version=args.input_version,
                          holdout_as_of=holdout)
-    log.info("model %s written to %s", result.get("version"), args.out)
-    return EXIT_OK
+    data = result["data"]
+    lines = [f"model {result['version']} written to {args.out}: trained on {data['rows_fit'] + data['rows_validation']:,} "
+             f"rows, tested on {data['rows_test']:,} ({data['split']})"]
+    for task, key, baseline in (("purchase", "roc_auc", "baseline_logistic"), ("spend", "r2", "baseline_ridge")):
+        if task in result:
+            ann, base = result[task]["ann"].get(key), result[task].get(baseline, {}).get(key)
+            lines.append(f"  {task} on the test rows: {key} " + ("n/a" if ann is None else f"{ann:.4f}")
+                         + ("" if base is None else f" ({baseline.removeprefix('baseline_')} {base:.4f})"))
+    return Outcome(lines, [{k: v for k, v in result.items() if k != "training"}])
 
 
-def cmd_score(args: argparse.Namespace) -> int:
+def cmd_score(args: argparse.Namespace) -> Outcome:
     from retail_ann.pipeline import check_output
     from retail_ann.scoring import score_table
 
@@ -205,24 +233,24 @@ def cmd_score(args: argparse.Namespace) -> int:
         "engine": args.engine, "batch_rows": args.batch_rows, "output_format": args.output_format, "id_col": args.id_col})
     check_output(args.out, {"features": args.features, "model": args.model})   # before a session starts
     spark = _session(args, "score", delta=_needs_delta(args, cfg.output_format))
-    score_table(spark, args.features, args.model, args.out, cfg, as_of=as_of, fmt=args.input_format,
-                version=args.input_version)
-    return EXIT_OK
+    m = score_table(spark, args.features, args.model, args.out, cfg, as_of=as_of, fmt=args.input_format,
+                    version=args.input_version)
+    return Outcome([f"scored {m['rows_out']:,} rows as of {', '.join(m['as_of_dates'])} with model {m['model_version']} "
+                    f"into {args.out}; rejected {m['rows_rejected']:,} rows"], [m])
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def cmd_demo(args: argparse.Namespace) -> Outcome:
     from retail_ann.pipeline import run_demo
 
     cfg = _config(DemoConfig, args, "demo", {"customers": args.customers, "seed": args.seed})
     train_cfg = load_config(TrainConfig, default_config_path("train"), {"epochs": args.epochs})
     score_cfg = load_config(ScoreConfig, default_config_path("score"))
     result = run_demo(_session(args, "demo"), cfg, args.out, train_cfg, score_cfg)
-    _print_demo_summary(result, args.out)
-    return EXIT_OK
+    return Outcome(_demo_summary(result, args.out), [result["features"], result["score"]])
 
 
-def _print_demo_summary(result: dict, out: str) -> None:
-    """A short table of what the demo produced, on stdout."""
+def _demo_summary(result: dict, out: str) -> list[str]:
+    """A short table of what the demo produced."""
     metrics = result["metrics"]
     lines = [f"retail-ann demo: {result['features']['rows']} customers as of {result['features']['as_of_date']}, "
              f"purchase rate {result['features']['purchase_rate']:.3f}"]
@@ -233,7 +261,7 @@ def _print_demo_summary(result: dict, out: str) -> None:
                 lines.append(f"  {task:<8} {who:<20} {shown}")
     lines += [f"  predictions: {result['score']['rows_out']} rows at {result['score']['rows_per_s']} rows/s",
               f"  model + report: {out.rstrip('/')}/model/report.html", f"  predictions: {out.rstrip('/')}/predictions"]
-    print("\n".join(lines))
+    return lines
 
 
 class StrictParser(argparse.ArgumentParser):
@@ -381,7 +409,7 @@ def _check_local_paths(args: argparse.Namespace) -> None:
                or any(pair.startswith("spark.hadoop.fs.defaultFS=") for pair in args.conf))
     for name in (*_TABLE_ARGS, "input", "model"):
         path = getattr(args, name, None)
-        if not path:
+        if not isinstance(path, str) or not path:   # generate's --customers is a number
             continue
         scheme = urlparse(str(path)).scheme
         if (scheme == "file" or (not scheme and not cluster)) and not local_path(path).exists():
@@ -403,14 +431,23 @@ def _unreadable_file(e: BaseException) -> str | None:
     return f"cannot read input file {found.group(1)}: {reason}"
 
 
-def _run(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    """Exit 2 for what the user can fix (``InputError``, an unreadable input file), 1 for the rest:
+def _run(handler: Callable[[argparse.Namespace], Outcome], args: argparse.Namespace) -> int:
+    """Run the command and print its outcome on stdout (the summary, or ``--json`` its manifests).
+    Exit 2 for what the user can fix (``InputError``, an unreadable input file), 1 for the rest:
     an ``AnalysisException`` that reaches this far comes from our own code (the user's mistakes are
     turned into ``InputError`` where they are made), and a scheduler should retry or page, not
     blame the input."""
+    started = time.perf_counter()
     try:
         _check_local_paths(args)
-        return handler(args)
+        outcome = handler(args)
+        if args.json:
+            print("\n".join(json.dumps(m, default=str, sort_keys=True) for m in outcome.manifests))
+        else:
+            lines = outcome.lines
+            print("\n".join([f"retail-ann {args.command}: {lines[0]} ({time.perf_counter() - started:.1f} s)",
+                             *lines[1:]]))
+        return EXIT_OK
     except InputError as e:
         log.debug("bad input", exc_info=True)
         print(f"retail-ann {args.command}: error: {e}", file=sys.stderr)
@@ -454,6 +491,7 @@ def _stop_spark_quietly() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    use_real_stderr()
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level)
     _resolve_formats(args)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -9,8 +11,24 @@ from contextlib import contextmanager
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+def use_real_stderr() -> None:
+    """Under ``spark-submit`` the Python driver's stderr is a pipe Spark merges into its stdout, so
+    logs and error lines would reach stdout; write them to the stderr of the JVM that started us
+    (the stderr ``spark-submit`` was given) instead, where Linux shows it."""
+    from retail_ann.spark import under_spark_submit
+
+    parent_stderr = f"/proc/{os.getppid()}/fd/2"
+    if not under_spark_submit() or not os.path.exists(parent_stderr):
+        return
+    try:
+        sys.stderr = open(parent_stderr, "w", buffering=1, encoding="utf-8", errors="replace")
+    except OSError:   # not ours to open: stay with the merged stream
+        pass
+
+
 def configure_logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, datefmt="%H:%M:%S", force=True)
+    """retail-ann's log at ``level`` on stderr (Spark's own: conf/log4j2.properties)."""
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, datefmt="%H:%M:%S", force=True, stream=sys.stderr)
     for noisy in ("py4j", "matplotlib", "PIL", "absl", "tensorflow", "h5py"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # pyspark logs every analysis error it raises, with the whole stack as JSON on stderr, even when

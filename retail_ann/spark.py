@@ -18,6 +18,7 @@ from pyspark.sql import SparkSession
 log = logging.getLogger(__name__)
 
 SPARK_DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "conf" / "spark-defaults.conf"
+LOG4J_FILE = SPARK_DEFAULTS_FILE.with_name("log4j2.properties")   # Spark's own log: WARN, on stderr
 
 # Settings the pipeline is wrong without: dates are cut in UTC, and a CSV line with more or fewer fields than the header is flagged (Spark checks the field count
 # only when it parses every column; with pruning, extra fields vanish silently).
@@ -122,6 +123,10 @@ def build_session(app_name: str, master: str | None = None, conf: dict[str, str]
         builder = builder.master(master or os.environ.get("SPARK_MASTER", "local[*]"))
     settings.update(conf or {})
     settings.update(REQUIRED_CONF)
+    if not under_spark_submit() and LOG4J_FILE.is_file():   # the JVM starts here: give it our log set-up
+        java = settings.get("spark.driver.extraJavaOptions", "")
+        if "log4j2.configurationFile" not in java:
+            settings["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile={LOG4J_FILE.as_uri()} {java}".strip()
     for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

@@ -168,7 +168,8 @@ def test_an_analysis_error_in_our_own_code_is_exit_1_and_an_unreadable_input_fil
 
     from retail_ann.cli import _run
 
-    assert _run(lambda a: spark.range(1).select("no_such_column").collect(), argparse.Namespace(command="score")) == 1
+    args = argparse.Namespace(command="score", conf=[], json=False)
+    assert _run(lambda a: spark.range(1).select("no_such_column").collect(), args) == 1
     assert "failed: AnalysisException" in capsys.readouterr().err
     tx = tmp_path / "tx"
     spark.createDataFrame([("c1", "o1", 1, 2.0)], "customer_id string, order_id string, quantity int, unit_price double") \
@@ -307,3 +308,17 @@ def test_a_missing_local_input_or_model_is_said_before_spark_starts(shop, tmp_pa
         lines = run.stderr.strip().splitlines()
         assert lines[-1].startswith(f"retail-ann {argv[0]}: error: {message}")
         assert not any("WARN" in line or "Spark" in line for line in lines), lines
+
+
+def test_every_command_says_what_it_did_on_stdout_or_as_json(spark, raw, tmp_path, capsys):
+    """--log-level WARNING leaves a success with its one summary line on stdout; --json prints the
+    manifest instead, one object a line, and nothing else on stdout."""
+    out = tmp_path / "features"
+    assert main(features_args(raw, out, "--log-level", "WARNING")) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("retail-ann features: as of 2024-03-01: wrote 3 customers")
+    assert f"to {out}/{AS_OF_DATE}=2024-03-01; rejected 2 input rows (" in captured.out
+    assert main(features_args(raw, out, "--log-level", "WARNING", "--json")) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    manifest = json.loads(lines[0])
+    assert len(lines) == 1 and manifest[AS_OF_DATE] == "2024-03-01" and manifest["rows"] == 3
