@@ -98,7 +98,9 @@ class FeatureWindow:
 
 
 def _ts_lit(day: dt.date) -> Column:
-    return F.lit(dt.datetime.combine(day, dt.time())).cast("timestamp")
+    """Midnight UTC of ``day`` (an aware datetime: pyspark reads a naive one in the driver's own
+    time zone, which would move every window edge on a machine not set to UTC)."""
+    return F.lit(dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc)).cast("timestamp")
 
 
 def _between(start: dt.date, end: dt.date) -> Column:
@@ -359,8 +361,8 @@ def build_features(
 
 
 def top_categories(transactions: DataFrame, w: FeatureWindow, n: int) -> list[str]:
-    """The ``n`` most frequent non-null product categories among purchase lines in the feature
-    window, most frequent first (ties by name). Runs a small Spark job."""
+    """The ``n`` most frequent non-null product categories among the lines (purchases and returns)
+    in the feature window, most frequent first (ties by name). Runs a small Spark job."""
     rows = (
         transactions.where(_in_window(w) & F.col(PRODUCT_CATEGORY).isNotNull())
         .groupBy(PRODUCT_CATEGORY).count()

@@ -11,6 +11,7 @@ import time
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from retail_ann import __version__, datagen, inputs, io
 from retail_ann import features as fx
@@ -77,7 +78,12 @@ def data_range(df: DataFrame, schema: TableSchema) -> dict:
     (``data_start``, ``data_end``; null when no row has one), in one pass."""
     aggs = [F.count(F.lit(1)).alias("rows")]
     if schema.time_column:
-        aggs += [F.min(schema.time_column).alias("data_start"), F.max(schema.time_column).alias("data_end")]
+        # as text in Spark's session time zone (UTC): a timestamp collected to Python arrives in the
+        # driver's own time zone
+        stamp = isinstance(df.schema[schema.time_column].dataType, T.TimestampType)
+        for name, agg in (("data_start", F.min), ("data_end", F.max)):
+            value = agg(schema.time_column)
+            aggs.append((F.date_format(value, "yyyy-MM-dd'T'HH:mm:ss") if stamp else value).alias(name))
     row = df.agg(*aggs).first().asDict()
     return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
 

@@ -195,3 +195,30 @@ def test_dedupe_customers_keeps_earliest_signup(spark):
 def test_top_categories_ranks_window_purchases(tables):
     tx, _, _ = tables
     assert fx.top_categories(tx, WINDOW, 2) == ["electronics", "books"]
+
+
+def test_windows_are_cut_at_midnight_utc_whatever_the_drivers_time_zone(tables, monkeypatch):
+    """pyspark reads a naive datetime in the driver process's own time zone: with the driver set to
+    New York, window edges built that way would fall at 05:00 UTC and move rows across the cutoff."""
+    import time
+
+    from retail_ann.pipeline import data_range
+
+    tx, _, _ = tables
+    # a purchase two hours after the cutoff (UTC): a label, never a feature
+    tx = tx.unionByName(tx.sparkSession.createDataFrame(
+        [("c9", "o9", ts("2024-03-01 02:00:00"), "books", 1, 10.0, None)], TRANSACTIONS.struct))
+    in_utc = fx.transaction_aggregates(tx, WINDOW, CATEGORIES)   # its literals are fixed as it is built
+    assert by_customer(in_utc)["c9"][WILL_PURCHASE] == 1 and by_customer(in_utc)["c9"][fx.N_ORDERS] == 0
+    utc_range = data_range(tx, TRANSACTIONS)
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        in_new_york = fx.transaction_aggregates(tx, WINDOW, CATEGORIES)
+        assert in_new_york.exceptAll(in_utc).count() == 0 and in_utc.exceptAll(in_new_york).count() == 0
+        assert data_range(tx, TRANSACTIONS) == utc_range
+        assert utc_range["data_end"] == "2024-03-20T10:00:00"   # the last line, in UTC as the data says
+        assert by_customer(in_new_york)["c9"][WILL_PURCHASE] == 1
+    finally:
+        monkeypatch.undo()
+        time.tzset()
