@@ -20,15 +20,12 @@ scan and one shuffle per table (see shared/PERF_NOTES.md).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import re
-from collections import Counter
 from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, Window as SparkWindow
 from pyspark.sql import functions as F
 
-from retail_ann.errors import InputError
+from retail_ann.categories import OTHER_CATEGORIES, category_columns
 from retail_ann.schemas import (
     AGE, AS_OF_DATE, CUSTOMER_ID, DURATION_S, FUTURE_SPEND, GENDER, LOCATION, ORDER_ID, PAGE_TYPE,
     PRODUCT_CATEGORY, QUANTITY, SESSION_ID, SIGNUP_DATE, TS, UNIT_PRICE, WILL_PURCHASE,
@@ -64,7 +61,6 @@ DAYS_SINCE_LAST_VISIT = "days_since_last_visit"
 TENURE_DAYS = "tenure_days"
 SPEND_PREFIX = "spend_cat_"
 VIEWS_PREFIX = "views_cat_"
-OTHER_CATEGORIES = "other_categories"
 
 _FIRST_SEEN = "_first_seen"
 
@@ -114,45 +110,6 @@ def _in_window(w: FeatureWindow) -> Column:
 
 def _days_since(w: FeatureWindow, c: Column) -> Column:
     return F.datediff(F.lit(w.as_of), F.to_date(c))
-
-
-MAX_SLUG = 40   # characters of a category in its column name; a longer one is cut and hashed
-
-
-def fold_category(category: str) -> str:
-    """A category as validation keeps it: lower case, runs of white space one space, trimmed
-    (``schemas.fold_category`` does the same in Spark), so ``Books`` and ``books `` are one."""
-    return " ".join(str(category).lower().split())
-
-
-def category_slug(category: str) -> str:
-    """A column-safe name for a category: lower case, runs of other characters become ``_``. A name
-    with characters outside ASCII, or longer than ``MAX_SLUG``, gets a short hash of the name
-    instead of what the slug loses, so two such names stay two columns (and a 100 KB name one
-    short column)."""
-    slug = re.sub(r"[^0-9a-z]+", "_", category.strip().lower()).strip("_")
-    if category.isascii() and 0 < len(slug) <= MAX_SLUG:
-        return slug
-    return f"{slug[:MAX_SLUG - 9].rstrip('_') or 'c'}_{_short_hash(category)}"
-
-
-def _short_hash(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
-
-
-def category_columns(prefix: str, categories: list[str]) -> dict[str, str]:
-    """Map each category to its column name. Categories whose slugs collide (``home & garden`` and
-    ``home garden``), or a slug equal to the remainder column's, take a short hash of their name."""
-    slugs = {c: category_slug(c) for c in categories}
-    counts = Counter(slugs.values())
-    names = {}
-    for c, slug in slugs.items():
-        if counts[slug] > 1 or slug == OTHER_CATEGORIES:
-            slug = f"{slug[:MAX_SLUG - 9]}_{_short_hash(c)}"
-        names[c] = prefix + slug
-    if len(set(names.values())) != len(names):   # only for two categories with one hash prefix and slug
-        raise InputError(f"categories {categories} collide once made column-safe")
-    return names
 
 
 def category_feature_names(prefix: str, categories: list[str]) -> list[str]:

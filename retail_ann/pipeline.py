@@ -15,6 +15,7 @@ from pyspark.sql import types as T
 
 from retail_ann import __version__, datagen, inputs, io
 from retail_ann import features as fx
+from retail_ann.categories import fold_category
 from retail_ann.config import DemoConfig, FeaturesConfig, GenerateConfig, ScoreConfig, TrainConfig, parse_date
 from retail_ann.errors import InputError
 from retail_ann.logs import stage
@@ -77,15 +78,20 @@ def data_range(df: DataFrame, schema: TableSchema) -> dict:
     """``rows`` of ``df`` and, when ``schema`` has a time column, its first and last value
     (``data_start``, ``data_end``; null when no row has one), in one pass."""
     aggs = [F.count(F.lit(1)).alias("rows")]
+    stamp = bool(schema.time_column) and isinstance(df.schema[schema.time_column].dataType, T.TimestampType)
     if schema.time_column:
-        # as text in Spark's session time zone (UTC): a timestamp collected to Python arrives in the
-        # driver's own time zone
-        stamp = isinstance(df.schema[schema.time_column].dataType, T.TimestampType)
+        # a timestamp collected to Python arrives in the driver's own time zone: as microseconds
+        # since the epoch instead, made UTC text here
         for name, agg in (("data_start", F.min), ("data_end", F.max)):
             value = agg(schema.time_column)
-            aggs.append((F.date_format(value, "yyyy-MM-dd'T'HH:mm:ss") if stamp else value).alias(name))
+            aggs.append((F.unix_micros(value) if stamp else value).alias(name))
     row = df.agg(*aggs).first().asDict()
+    if stamp:
+        row = {k: (_EPOCH + dt.timedelta(microseconds=v) if k != "rows" and v is not None else v) for k, v in row.items()}
     return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
+
+
+_EPOCH = dt.datetime(1970, 1, 1)   # naive: the data ranges are written as UTC wall time, without an offset
 
 
 def run_import(spark: SparkSession, fmt: str, path: str, out: str, cfg: FeaturesConfig | None = None) -> dict:
@@ -180,7 +186,7 @@ def run_features(
         log.warning("labels incomplete: the label window [%s, %s) ends after the data does (last transaction %s); "
                     "buyers of the missing days are labelled non-buyers, so train refuses this partition "
                     "unless told --allow-incomplete-labels", as_of, window.label_end, data_end)
-    categories = list(dict.fromkeys(fx.fold_category(c) for c in cfg.categories)) or fx.top_categories(
+    categories = list(dict.fromkeys(fold_category(c) for c in cfg.categories)) or fx.top_categories(
         frames[TRANSACTIONS.name], window, cfg.max_categories)
     table = fx.build_features(
         frames[TRANSACTIONS.name], window, categories,

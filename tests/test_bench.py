@@ -31,3 +31,12 @@ def test_quality_bench_runs_every_data_set_through_the_jobs(tmp_path):
     cdnow = results[2]["figures"]
     assert {"spend|BG/NBD + Gamma-Gamma|r2", "spend|ANN - BG/NBD + Gamma-Gamma|gini", "purchase|BG/NBD|brier"} <= set(cdnow)
     assert "| CDNOW | customers 80:20 by id hash" in proc.stdout
+
+
+def test_features_bench_checks_duckdb_against_the_job_at_a_tiny_size(tmp_path):
+    """bench/features.py exits 0 only when DuckDB's table, reject counts and data ranges equal the
+    features job's, bad rows included."""
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "features.py"), "--tiny", "--no-append",
+                           "--out", str(tmp_path / "f")], capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "| 500 x 60 |" in proc.stdout and "equal" in proc.stdout

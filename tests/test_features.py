@@ -6,6 +6,7 @@ import datetime as dt
 import pytest
 from pyspark.sql import functions as F
 
+from retail_ann import categories
 from retail_ann import features as fx
 from retail_ann.schemas import (
     AS_OF_DATE, CLICKSTREAM, CUSTOMER_ID, CUSTOMERS, FUTURE_SPEND, TRANSACTIONS, TS, WILL_PURCHASE,
@@ -171,17 +172,17 @@ def test_no_event_at_or_after_cutoff_changes_a_feature(tables):
 
 
 def test_category_column_names_are_distinct_short_and_stable():
-    assert fx.category_slug("Home & Garden") == "home_garden"
-    names = fx.category_columns(fx.SPEND_PREFIX, ["home & garden", "home garden", "books"])
+    assert categories.category_slug("Home & Garden") == "home_garden"
+    names = categories.category_columns(fx.SPEND_PREFIX, ["home & garden", "home garden", "books"])
     assert names["books"] == "spend_cat_books" and len(set(names.values())) == 3
     assert all(n.startswith("spend_cat_home_garden_") for c, n in names.items() if c != "books")
     # non-ASCII names that slug alike stay apart; a very long name gets a short column name
-    assert len({fx.category_slug("électronique"), fx.category_slug("ëlectronique")}) == 2
-    assert fx.category_slug("家居") != fx.category_slug("家电") and fx.category_slug("家居").startswith("c_")
-    long = fx.category_slug("x" * 100_000)
-    assert len(long) <= fx.MAX_SLUG and long == fx.category_slug("x" * 100_000)
-    assert fx.category_columns(fx.SPEND_PREFIX, ["Other Categories"])["Other Categories"] != "spend_cat_other_categories"
-    assert fx.fold_category("  Books \t Used ") == "books used"
+    assert len({categories.category_slug("électronique"), categories.category_slug("ëlectronique")}) == 2
+    assert categories.category_slug("家居") != categories.category_slug("家电") and categories.category_slug("家居").startswith("c_")
+    long = categories.category_slug("x" * 100_000)
+    assert len(long) <= categories.MAX_SLUG and long == categories.category_slug("x" * 100_000)
+    assert categories.category_columns(fx.SPEND_PREFIX, ["Other Categories"])["Other Categories"] != "spend_cat_other_categories"
+    assert categories.fold_category("  Books \t Used ") == "books used"
 
 
 def test_dedupe_customers_keeps_earliest_signup(spark):
