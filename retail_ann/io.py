@@ -39,6 +39,11 @@ def is_local(path: str, spark: SparkSession | None = None) -> bool:
     return default_fs.startswith("file:")
 
 
+def absolute(path: str, spark: SparkSession | None = None) -> str:
+    """``path`` as an absolute path (a local one resolved), for manifests read elsewhere."""
+    return str(local_path(path).resolve()) if is_local(path, spark) else str(path)
+
+
 def local_path(path: str) -> Path:
     """A local path or ``file:`` URI as a ``Path``."""
     return Path(urlparse(str(path)).path if str(path).startswith("file:") else str(path))

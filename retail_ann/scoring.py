@@ -33,7 +33,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
-from retail_ann import inputs, io
+from retail_ann import __version__, inputs, io
 from retail_ann.artifact import Artifact, load_artifact
 from retail_ann.targets import PURCHASE, SPEND, NetworkRunner
 from retail_ann.config import ScoreConfig
@@ -339,6 +339,18 @@ def score_dataframe(
     return df.select(*dict.fromkeys(needed)).mapInArrow(fn, out_schema)
 
 
+def _horizons(manifests: dict[str, dict], dates: list[dt.date]) -> dict:
+    """``label_windows``: for each date scored whose features manifest says so, the window the
+    probabilities and spend refer to (``[as_of, label_end)``, ``horizon_days`` long)."""
+    windows = {}
+    for d in dates:
+        m = manifests.get(d.isoformat(), {})
+        if m.get("job") == "features" and "window" in m:
+            windows[d.isoformat()] = {"label_end": m["window"].get("label_end"),
+                                      "horizon_days": m.get("config", {}).get("horizon_days")}
+    return {"label_windows": windows} if windows else {}
+
+
 def _file_tasks_input(spark: SparkSession, features: str, fmt: str | None, out: str, cfg: ScoreConfig,
                       vouched: bool, dates: list[dt.date]) -> dict[str, list[str]] | None:
     """The Parquet data files of each date for ``file_scoring`` (tasks that read, score and write
@@ -411,8 +423,11 @@ def score_table(
         seconds = round(time.perf_counter() - write_started, 2)
         imputed = _imputed_summary(counts, rows_in)
         return {
-            "job": "score", "model_version": artifact.version, "model_dir": str(model_dir), "engine": cfg.engine,
-            "spec_hash": hashlib.sha256(artifact.spec.to_json().encode()).hexdigest()[:16], "features": features,
+            "job": "score", "version": __version__, "model_version": artifact.version,
+            "model_dir": io.absolute(model_dir, spark), "engine": cfg.engine,
+            "spec_hash": hashlib.sha256(artifact.spec.to_json().encode()).hexdigest()[:16],
+            "features": io.absolute(features, spark), "out": io.absolute(out, spark),
+            "threshold": artifact.threshold, **_horizons(manifests, dates),
             "as_of_dates": [d.isoformat() for d in dates], "rows_in": rows_in, "rows_out": rows_out,
             "batch_rows": cfg.batch_rows, "keys": keys, "rows_rejected": n_rejected, **({"rejected_to": rejected_to} if n_rejected else {}),
             **({"imputed": imputed} if imputed is not None else {}),

@@ -34,7 +34,7 @@ def scored(spark, shop, trained_model, tmp_path_factory):
     return {"out": out, "manifest": manifest}
 
 
-def test_every_customer_scored_exactly_once(spark, shop, scored):
+def test_every_customer_scored_exactly_once(spark, shop, scored, trained_model):
     features = spark.read.parquet(str(shop["features"]))
     preds = spark.read.parquet(str(scored["out"]))
     assert preds.count() == features.count() == scored["manifest"]["rows_out"] == scored["manifest"]["rows_in"]
@@ -48,6 +48,12 @@ def test_every_customer_scored_exactly_once(spark, shop, scored):
     assert {r[0] for r in preds.select(MODEL_VERSION).distinct().collect()} == {scored["manifest"]["model_version"]}
     assert (scored["out"] / "as_of_date=2024-07-01" / "_SUCCESS").exists()
     assert scored["manifest"]["committer"] == COMMITTER   # a feature table of ours: tasks wrote the files
+    # what the probabilities refer to, by what rule, and where everything is
+    m = scored["manifest"]
+    assert m["threshold"] == load_artifact(trained_model["dir"]).threshold
+    assert m["label_windows"] == {"2024-07-01": {"label_end": shop["manifest"]["window"]["label_end"],
+                                                 "horizon_days": shop["manifest"]["config"]["horizon_days"]}}
+    assert all(Path(m[k]).is_absolute() for k in ("features", "model_dir", "out"))
     # Parquet's standard microsecond timestamps, not Spark's legacy INT96 (which pandas reads as naive nanoseconds)
 
     part = next((scored["out"] / "as_of_date=2024-07-01").glob("part-*.parquet"))
