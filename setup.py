@@ -40,8 +40,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest==8.4.2", "hypothesis==6.170.17", "moto[server]==5.2.5", "boto3==1.44.8"],
-        # the peers of bench/quality.py and bench/features.py; never imported by retail_ann itself
-        "bench": ["lightgbm==4.7.0", "lifetimes==0.11.3", "duckdb==2.0.1", "polars==2.1.0"],
+        # the peers of bench/quality.py, bench/features.py and bench/score.py; never imported by retail_ann
+        "bench": ["lightgbm==4.7.0", "lifetimes==0.11.3", "duckdb==2.0.1", "polars==2.1.0", "mlflow-skinny==3.17.2"],
     },
     entry_points={"console_scripts": ["retail-ann=retail_ann.cli:main"]},
     cmdclass={"build_py": BuildWithConf},

@@ -48,17 +48,14 @@ too, and its start-up is part of what is measured.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import datetime as dt
 import json
 import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -72,6 +69,8 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from proctree import Run, RunFailed, become_subreaper, run_tree  # noqa: E402 (after the path is set)
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
 SEED = 42
@@ -80,7 +79,6 @@ BAD_ROWS_FILE = "bench-bad-rows.parquet"
 TINY = {"customers": [500], "days": 60, "rounds": 1, "lookback_days": 30, "horizon_days": 14, "as_of_day": 40}
 DEFAULTS = {"customers": [20_000, 100_000], "days": 365, "rounds": 2, "lookback_days": 365, "horizon_days": 60}
 REL_TOL, ABS_TOL = 1e-9, 1e-10
-PR_SET_CHILD_SUBREAPER = 36
 
 
 class BenchError(Exception):
@@ -118,49 +116,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if max(args.customers) <= 0 or args.days <= 0 or args.rounds <= 0 or args.threads <= 0:
         p.error("--customers, --days, --rounds and --threads must be positive")
     return args
-
-
-# ------------------------------------------------------------------------- process trees, measured
-@dataclass
-class Run:
-    """What one process tree cost."""
-
-    wall_s: float
-    cpu_s: float
-    peak_rss_mb: float
-    processes: int
-
-
-def become_subreaper() -> None:
-    """Make orphaned descendants (the JVM outliving the pyspark driver) children of this process."""
-    if not sys.platform.startswith("linux") or \
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        raise BenchError("needs Linux prctl(PR_SET_CHILD_SUBREAPER) to count the JVM's CPU time")
-
-
-def run_tree(cmd: list[str], log: Path, cwd: Path) -> Run:
-    """Run ``cmd`` (output to ``log``) and reap it and every descendant it leaves behind; raise
-    ``BenchError`` with the log's tail when it exits non-zero."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
-    cpu, peak_kb, reaped, code = 0.0, 0, 0, None
-    started = time.perf_counter()
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=env)
-        while True:   # until no child is left: the command, then what it orphaned (reparented here)
-            try:
-                pid, status, usage = os.wait4(-1, 0)
-            except ChildProcessError:
-                break
-            cpu += usage.ru_utime + usage.ru_stime
-            peak_kb = max(peak_kb, usage.ru_maxrss)
-            reaped += 1
-            if pid == proc.pid:
-                code = proc.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.perf_counter() - started
-    if code != 0:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-        raise BenchError(f"{' '.join(cmd[:4])} ... exited {code}; the end of {log}:\n{tail}")
-    return Run(round(wall, 2), round(cpu, 2), round(peak_kb / 1024, 1), reaped)
 
 
 # -------------------------------------------------------------------------------------- the shop
@@ -745,7 +700,7 @@ def main(argv: list[str] | None = None) -> int:
         become_subreaper()
         out = Path(args.out).resolve()
         results = [bench_size(args, n, out) for n in args.customers]
-    except BenchError as e:
+    except (BenchError, RunFailed) as e:
         print(f"bench/features.py: error: {e}", file=sys.stderr)
         return 1
     text = report(args, results, argv)

@@ -40,3 +40,12 @@ def test_features_bench_checks_duckdb_against_the_job_at_a_tiny_size(tmp_path):
                            "--out", str(tmp_path / "f")], capture_output=True, text=True, timeout=900, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "| 500 x 60 |" in proc.stdout and "equal" in proc.stdout
+
+
+def test_score_bench_checks_every_scorer_against_the_job_at_a_tiny_size(tmp_path):
+    """bench/score.py exits 0 only when every peer's predictions join 1:1 with score's and match."""
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "score.py"), "--tiny", "--no-append",
+                           "--out", str(tmp_path / "s")], capture_output=True, text=True, timeout=1200, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    for scorer in ("score", "score-arrow", "passthrough", "predict_batch_udf", "plain"):
+        assert f"| {scorer} |" in proc.stdout
