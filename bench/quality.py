@@ -113,7 +113,7 @@ def ann_predictions(train: str, test: str, out: Path, id_col: str, tiny: bool, c
 
 def ann_models(pred: pd.DataFrame) -> dict[str, dict]:
     """The ANN's purchase figures' inputs from its predictions: probability, decision, threshold."""
-    return {ANN: {"p": pred["purchase_probability"].to_numpy(), "decision": pred["will_purchase"].to_numpy(),
+    return {ANN: {"p": pred["purchase_probability"].to_numpy(), "decision": pred["predicted_purchase"].to_numpy(),
                   "threshold": pred.attrs["threshold"]}}
 
 

@@ -71,7 +71,7 @@ import pyarrow.compute as pc  # noqa: E402
 import pyarrow.dataset as ds  # noqa: E402
 
 from retail_ann.schemas import (  # noqa: E402
-    AS_OF_DATE, CUSTOMER_ID, MODEL_VERSION, PREDICTED_SPEND, PURCHASE_PROBABILITY, SCORED_AT, WILL_PURCHASE,
+    AS_OF_DATE, CUSTOMER_ID, MODEL_VERSION, PREDICTED_SPEND, PURCHASE_PROBABILITY, SCORED_AT, PREDICTED_PURCHASE,
 )
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
@@ -82,7 +82,7 @@ EXACT = ("score", "score-arrow", "mlflow", "plain")   # numpy forward pass: bit-
 # float32 rounding, a few units in the last place; spend is in currency, so relative past 2e-7 absolute
 TOLERANCE = {PURCHASE_PROBABILITY: (2e-7, 0.0), PREDICTED_SPEND: (2e-7, 1e-6)}
 CHECKED = tuple(TOLERANCE)
-PREDICTED = (PURCHASE_PROBABILITY, WILL_PURCHASE, PREDICTED_SPEND)
+PREDICTED = (PURCHASE_PROBABILITY, PREDICTED_PURCHASE, PREDICTED_SPEND)
 FILES = 8                       # data files of the replicated table
 TINY_ROWS = 20_000
 SHOP = dict(customers=5000, days=200, start="2024-01-01", as_of="2024-06-01", lookback=120, horizon=30, epochs=3)

@@ -39,6 +39,7 @@ LABELS = (WILL_PURCHASE, FUTURE_SPEND)
 
 # --- predictions -----------------------------------------------------------------------------
 PURCHASE_PROBABILITY = "purchase_probability"
+PREDICTED_PURCHASE = "predicted_purchase"   # the decision at the stored threshold (the label is will_purchase)
 PREDICTED_SPEND = "predicted_spend"
 MODEL_VERSION = "model_version"
 SCORED_AT = "scored_at"

@@ -4,7 +4,7 @@ The driver loads the artifact (spec + numpy weights, no TensorFlow), checks it a
 table's schema before anything is written, and ships it to executors once: through a broadcast on a
 classic session, inside the function's closure on Spark Connect (where there is no SparkContext;
 an MLP's weights are tens of KB). Executors score with ``mapInArrow`` over large Arrow batches:
-``spec.transform`` → forward pass → ``purchase_probability``, ``will_purchase`` (the stored
+``spec.transform`` → forward pass → ``purchase_probability``, ``predicted_purchase`` (the stored
 threshold) and ``predicted_spend``.
 
 Engines: ``numpy`` runs the forward pass from the weight arrays, so executors import no
@@ -42,8 +42,8 @@ from retail_ann.logs import stage
 from retail_ann.preprocessing import column_types_of
 from retail_ann.publish import publish_delta_partitions, publish_partitions, publish_written
 from retail_ann.schemas import (
-    AS_OF_DATE, CORRUPT_RECORD, CUSTOMER_ID, MODEL_VERSION, PREDICTED_SPEND, PURCHASE_PROBABILITY, REJECT_REASON, SCORED_AT,
-    WILL_PURCHASE, is_blank, with_reject_reason,
+    AS_OF_DATE, CORRUPT_RECORD, CUSTOMER_ID, MODEL_VERSION, PREDICTED_PURCHASE, PREDICTED_SPEND, PURCHASE_PROBABILITY,
+    REJECT_REASON, SCORED_AT, is_blank, with_reject_reason,
 )
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def prediction_schema(artifact: Artifact, id_field: T.StructField) -> T.StructTy
     fields = [T.StructField(id_field.name, id_field.dataType, True)]
     if PURCHASE in artifact.tasks:
         fields += [T.StructField(PURCHASE_PROBABILITY, T.DoubleType(), False),
-                   T.StructField(WILL_PURCHASE, T.IntegerType(), False)]
+                   T.StructField(PREDICTED_PURCHASE, T.IntegerType(), False)]
     if SPEND in artifact.tasks:
         fields.append(T.StructField(PREDICTED_SPEND, T.DoubleType(), False))
     fields += [T.StructField(MODEL_VERSION, T.StringType(), False),

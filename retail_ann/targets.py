@@ -35,7 +35,7 @@ import numpy as np
 
 from retail_ann.errors import InputError
 from retail_ann.model import forward, ziln_mean
-from retail_ann.schemas import PREDICTED_SPEND, PURCHASE_PROBABILITY, WILL_PURCHASE
+from retail_ann.schemas import PREDICTED_PURCHASE, PREDICTED_SPEND, PURCHASE_PROBABILITY
 
 if TYPE_CHECKING:   # training only; executors import this module for predictions
     from retail_ann.config import TrainConfig
@@ -208,7 +208,7 @@ def _smearing(resid: np.ndarray) -> float:
 def predictions(
     targets: Mapping[str, Any], x: np.ndarray, run: NetworkRunner, tasks: Iterable[str],
 ) -> dict[str, np.ndarray]:
-    """``purchase_probability`` and ``will_purchase`` (the stored threshold) and/or
+    """``purchase_probability`` and ``predicted_purchase`` (the stored threshold) and/or
     ``predicted_spend`` (currency, >= 0) for ``tasks``; ``targets`` is ``spec.targets``.
     A two-stage spend model reuses the purchase probability when the purchase network is its gate."""
     tasks = tuple(tasks)
@@ -217,7 +217,7 @@ def predictions(
     if PURCHASE in tasks:
         p = np.asarray(run(PURCHASE, x)).reshape(-1)
         out[PURCHASE_PROBABILITY] = p
-        out[WILL_PURCHASE] = (p >= float(targets[PURCHASE]["threshold"])).astype(np.int32)
+        out[PREDICTED_PURCHASE] = (p >= float(targets[PURCHASE]["threshold"])).astype(np.int32)
     if SPEND in tasks:
         info = targets[SPEND]
         gate = None

@@ -20,11 +20,11 @@ from retail_ann.errors import InputError
 from retail_ann.file_scoring import COMMITTER, FAIL_ATTEMPT_ENV
 from retail_ann.scoring import score_batches, score_dataframe, score_table
 from retail_ann.schemas import (
-    AS_OF_DATE, CUSTOMER_ID, MODEL_VERSION, PREDICTED_SPEND, PURCHASE_PROBABILITY, SCORED_AT, WILL_PURCHASE,
+    AS_OF_DATE, CUSTOMER_ID, MODEL_VERSION, PREDICTED_SPEND, PURCHASE_PROBABILITY, SCORED_AT, PREDICTED_PURCHASE,
 )
 from retail_ann.artifact import load_artifact
 
-VALUE_COLS = [CUSTOMER_ID, PURCHASE_PROBABILITY, WILL_PURCHASE, PREDICTED_SPEND, MODEL_VERSION, AS_OF_DATE]
+VALUE_COLS = [CUSTOMER_ID, PURCHASE_PROBABILITY, PREDICTED_PURCHASE, PREDICTED_SPEND, MODEL_VERSION, AS_OF_DATE]
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def test_a_retried_file_task_leaves_one_copy_of_its_rows(shop, trained_model, tm
 def test_decision_uses_the_stored_threshold(spark, scored, trained_model):
     threshold = load_artifact(trained_model["dir"]).threshold
     preds = spark.read.parquet(str(scored["out"]))
-    wrong = preds.where((F.col(PURCHASE_PROBABILITY) >= threshold) != (F.col(WILL_PURCHASE) == 1)).count()
+    wrong = preds.where((F.col(PURCHASE_PROBABILITY) >= threshold) != (F.col(PREDICTED_PURCHASE) == 1)).count()
     assert wrong == 0
 
 

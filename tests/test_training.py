@@ -106,7 +106,7 @@ def test_artifact_round_trip_predicts_likekeras_session(trained):
     model = keras.models.load_model(out / "model_purchase.keras")
     np.testing.assert_allclose(p, np.asarray(model(x, training=False)).reshape(-1), atol=1e-5)
     np.testing.assert_array_equal(p, forward(art.weights["purchase"], x))
-    np.testing.assert_array_equal(pred["will_purchase"], (p >= art.threshold).astype(np.int32))
+    np.testing.assert_array_equal(pred["predicted_purchase"], (p >= art.threshold).astype(np.int32))
     spend = pred["predicted_spend"]
     assert spend.shape == (300,) and (spend >= 0).all()
     # spend alone runs its gate network itself and must equal spend predicted beside purchase
