@@ -409,7 +409,7 @@ def _check_local_paths(args: argparse.Namespace) -> None:
                or any(pair.startswith("spark.hadoop.fs.defaultFS=") for pair in args.conf))
     for name in (*_TABLE_ARGS, "input", "model"):
         path = getattr(args, name, None)
-        if not isinstance(path, str) or not path:   # generate's --customers is a number
+        if not isinstance(path, str) or not path or any(c in path for c in "*?["):   # a number, or a glob
             continue
         scheme = urlparse(str(path)).scheme
         if (scheme == "file" or (not scheme and not cluster)) and not local_path(path).exists():

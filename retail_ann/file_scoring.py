@@ -80,7 +80,7 @@ def score_files(
         for stray in directory.glob("*.parquet") if directory.is_dir() else []:
             if str(stray) not in keep:   # an attempt Spark did not take: failed, or the slower speculative one
                 stray.unlink()
-    log.info("scored %d file units in %d tasks", len(work), len(work))
+    log.info("scored %d file units, one task each", len(work))
     return committed
 
 
