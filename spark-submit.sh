@@ -11,6 +11,8 @@
 # Settings: conf/spark-defaults.conf (--properties-file), over the cluster's own
 # $SPARK_CONF_DIR/spark-defaults.conf when there is one (--load-spark-defaults).
 # spark-submit: $SPARK_HOME/bin/spark-submit, else the one inside the installed pyspark.
+# Logs: Spark's at WARN in retail-ann's format (conf/log4j2.properties, client mode, unless you
+# give --driver-java-options yourself), retail-ann's on stderr; the summary line on stdout.
 #
 # Shipping the code: the retail_ann package is zipped into build/ (rebuilt when a source is newer,
 # see bin/build-package.sh) and sent with --py-files, so executors need no install of it.
@@ -36,7 +38,12 @@ usage() {
 }
 [ $# -ge 1 ] || usage
 job="$1"; shift
-case "$job" in -h|--help) usage ;; esac
+case "$job" in
+  -h|--help)   # the comment block at the top of this file: usage, options, environment variables
+    sed -n '2,/^set -euo pipefail/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
+    echo "jobs: $(cd "$here/jobs" && ls -- *.py | sed 's/\.py$//' | tr '\n' ' ')"
+    exit 0 ;;
+esac
 [[ "$job" =~ ^[A-Za-z0-9_-]+$ ]] && [ -f "$here/jobs/$job.py" ] || usage
 
 # Options: $SPARK_SUBMIT_OPTS_EXTRA, then the ones before `--`. --py-files, --archives, --packages

@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     from retail_ann.training import train_frame, train_table
 
     configure_logging("INFO")
-    logging.getLogger("retail_ann.networks").setLevel(logging.WARNING)   # keep the epoch lines out
+    logging.getLogger("retail_ann.networks").setLevel(logging.WARNING)   # keep the per-network lines out
     if not Path(args.data).exists():
         print(f"data not found: {args.data}", file=sys.stderr)
         return 2

@@ -39,7 +39,7 @@ def _epoch_logger(keras, name: str, epochs: int, members: int):
             logs = logs or {}
             parts = [f"{k}={logs[k] / (members if k.endswith('loss') else 1):.4f}"
                      for k in ("loss", "val_loss", "val_auc") if k in logs]
-            log.info("%s epoch %d/%d %s (%.1f s)", name, epoch + 1, epochs, " ".join(parts), time.time() - self._t)
+            log.debug("%s epoch %d/%d %s (%.1f s)", name, epoch + 1, epochs, " ".join(parts), time.time() - self._t)
 
     return EpochLog()
 
@@ -78,14 +78,19 @@ def fit_network(keras, name: str, model, rows: TrainingRows, target: np.ndarray,
             val_weights.append(own[val].astype(np.float32) * np.float32(val.sum() / own.sum()))
         x_fit, t_fit = rows.x, [target] * k
         validation = (rows.x[val], [target[val]] * k, val_weights)
+    started = time.time()
     hist = model.fit(x_fit, t_fit, validation_data=validation, sample_weight=weights,
                      epochs=cfg.epochs, batch_size=cfg.batch_size, callbacks=callbacks, verbose=0, shuffle=True)
     history = {key: [float(v) / (k if key.endswith("loss") else 1) for v in vals]
                for key, vals in hist.history.items() if key in ("loss", "val_loss", "auc", "val_auc")}
-    if cfg.patience > 0 and "val_loss" in history:
+    ran = len(history.get("loss", []))
+    if "val_loss" in history:   # one line a network (the epochs are at DEBUG)
         best = int(np.argmin(history["val_loss"]))
-        log.info("%s: best epoch %d of %d (val_loss %.4f)", name, best + 1, len(history["val_loss"]),
-                 history["val_loss"][best])
+        log.info("%s: %d of at most %d epochs in %.1f s, best validation loss %.4f at epoch %d%s", name, ran,
+                 cfg.epochs, time.time() - started, history["val_loss"][best], best + 1,
+                 " (its weights kept)" if cfg.patience > 0 else "")
+    else:
+        log.info("%s: %d epochs in %.1f s", name, ran, time.time() - started)
     return history
 
 

@@ -71,6 +71,12 @@ def test_unknown_job_or_no_job_exits_2():
         assert "usage:" in r.stderr and "features" in r.stderr
 
 
+def test_help_exits_0_and_names_the_environment_variables():
+    r = _script("--help")
+    assert r.returncode == 0 and "RETAIL_ANN_ENV_ARCHIVE" in r.stdout and "SPARK_MASTER" in r.stdout
+    assert "jobs: " in r.stdout and " features " in r.stdout
+
+
 def test_command_ships_package_and_merges_options():
     r = _script("features", "--py-files", "extra.zip", "--archives", "data.tgz#data", "--", "--out", "x",
                 RETAIL_ANN_DRY_RUN="1", SPARK_SUBMIT_OPTS_EXTRA="--conf spark.x=1 --py-files=more.py",
