@@ -104,10 +104,18 @@ def _spark_conf(pairs: list[str]) -> dict[str, str]:
 
 
 def _config(cls, args: argparse.Namespace, job: str, overrides: dict):
-    """``cls`` from the job's YAML, then ``--set`` pairs, then the flags given (``overrides``)."""
+    """``cls`` from the job's YAML, then ``--set`` pairs, then the flags given (``overrides``). A
+    setting refused is named by its flag when it has one (``--lookback-days must be positive``)."""
     path = args.config or default_config_path(job)
-    return load_config(cls, path, {**_settings(args.settings, cls), **{k: v for k, v in overrides.items()
-                                                                        if v is not None}})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return load_config(cls, path, {**_settings(args.settings, cls), **given})
+    except InputError as e:
+        key = re.match(r"\w+", str(e))
+        if key and key.group() in overrides:
+            flag = "--" + key.group().replace("_", "-")
+            raise InputError(f"{flag}{str(e)[key.end():]} ({key.group()} in the config or --set)") from None
+        raise
 
 
 def _settings(pairs: list[str], cls) -> dict:

@@ -65,7 +65,7 @@ def test_features_job_writes_partition_manifest_and_quarantine(spark, raw, tmp_p
     (["--transactions", "/nonexistent/tx.parquet"], "input not found: /nonexistent/tx.parquet"),
     (["--as-of", "2024-13-01"], "--as-of: '2024-13-01' is not a date"),
     (["--as-of", "2020-01-01"], "no customer is known before 2020-01-01"),
-    (["--lookback-days", "0"], "lookback_days must be positive"),
+    (["--lookback-days", "0"], "--lookback-days must be positive (lookback_days in the config or --set)"),
     (["--as-of", "20240701"], "--as-of: '20240701' is not a date in YYYY-MM-DD form"),
     (["--as-of", "2024-W27-1"], "--as-of: '2024-W27-1' is not a date in YYYY-MM-DD form"),
     (["--as-of", "9999-12-31"], "--as-of 9999-12-31 with --lookback-days 60 and --horizon-days 30 runs past the calendar"),
