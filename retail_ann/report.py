@@ -7,6 +7,7 @@ training curves per network), ``spec``, ``cfg``, ``version`` and ``data``.
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,8 @@ def model_card(ctx: dict) -> str:
     """A short markdown model card: data, period, sizes, features, metrics, limits."""
     metrics, spec, cfg, data = ctx["metrics"], ctx["spec"], ctx["cfg"], ctx["data"]
     targets = spec.targets
-    out = [f"# Model card: retail-ann {ctx['version']}", ""]
+    out = [f"# Model card: retail-ann {ctx['version']}", "",
+           f"Trained {metrics.get('trained_at', 'n/a')} by retail-ann {metrics.get('retail_ann_version', 'n/a')}.", ""]
     out += ["## Data",
             f"- source: `{data.get('source', 'in-memory frame')}`",
             f"- rows: {data.get('rows_total')} in the table, {data.get('rows_sampled')} sampled to the driver "
@@ -160,10 +162,12 @@ def write_report(directory: str | Path, ctx: dict) -> list[str]:
     if hist:
         fig, axes = plt.subplots(1, len(hist), figsize=(4.5 * len(hist), 3.6), squeeze=False)
         for ax, (name, h) in zip(axes[0], hist.items()):
-            ax.plot(range(1, len(h.get("loss", [])) + 1), h.get("loss", []), label="loss")
-            if "val_loss" in h:
-                ax.plot(range(1, len(h["val_loss"]) + 1), h["val_loss"], label="val_loss")
-            ax.set(xlabel="epoch", title=f"{name} training")
+            ax.plot(range(1, len(h.get("loss", [])) + 1), h.get("loss", []), label="training loss")
+            if h.get("val_loss"):
+                ax.plot(range(1, len(h["val_loss"]) + 1), h["val_loss"], label="validation loss")
+                best = int(np.argmin(h["val_loss"])) + 1
+                ax.axvline(best, color="k", ls=":", label=f"best epoch {best} (kept)")
+            ax.set(xlabel="epoch", ylabel="loss", title=f"{name} training")
             ax.legend()
         save(fig, "training.png")
     if "spend" in plots:
@@ -175,26 +179,157 @@ def write_report(directory: str | Path, ctx: dict) -> list[str]:
         ax.set(xlabel="log1p(actual spend)", ylabel="log1p(predicted spend)", title="Spend: predicted vs actual (test)")
         save(fig, "spend.png")
 
-    metrics = ctx["metrics"]
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>retail-ann model {html.escape(ctx['version'])}</title>",
-             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child{text-align:left}"
-             "img{margin:4px;border:1px solid #eee}</style></head><body>",
-             f"<h1>retail-ann model {html.escape(ctx['version'])}</h1>"]
-    data = ctx["data"]
-    parts.append(f"<p>{data.get('rows_used')} rows ({data.get('rows_fit')} fit / {data.get('rows_validation')} validation / "
-                 f"{data.get('rows_test')} test, {html.escape(str(data.get('split')))})"
-                 + (f", as_of_date {html.escape(data['period'])}" if data.get("period") else "")
-                 + f", source <code>{html.escape(str(data.get('source', '')))}</code>.</p>")
-    for task, cols in (("purchase", PURCHASE_COLUMNS), ("spend", SPEND_COLUMNS)):
-        if task in metrics:
-            parts.append(f"<h2>{task} (test rows)</h2><table><tr><th>model</th>"
-                         + "".join(f"<th>{c}</th>" for c in cols) + "</tr>")
-            for row in _table_rows(metrics[task], cols):
-                parts.append("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>")
-            parts.append("</table>")
-    parts.append("<h2>Plots</h2>")
-    parts += [f"<img src='{f}' alt='{f}'>" for f in files]
-    parts.append("<h2>Model card</h2><pre>" + html.escape(model_card(ctx)) + "</pre></body></html>")
-    (d / "report.html").write_text("\n".join(parts))
+    (d / "report.html").write_text(report_html(ctx, files))
     return files + ["report.html"]
+
+
+def report_html(ctx: dict, images: list[str]) -> str:
+    """The report page: what the model was trained on, how it does against each baseline (with
+    intervals on the difference), where its decisions fall, its plots, and the model card."""
+    metrics, data, spec, plots = ctx["metrics"], ctx["data"], ctx["spec"], ctx["plots"]
+    e = html.escape
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>retail-ann model {e(ctx['version'])}</title>",
+             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.4}"
+             "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+             "td:first-child,th:first-child{text-align:left}img{margin:4px;border:1px solid #eee;max-width:100%}"
+             "code{background:#f4f4f4;padding:0 3px;overflow-wrap:anywhere}p.verdict{font-weight:bold}</style></head><body>",
+             f"<h1>retail-ann model {e(ctx['version'])}</h1>",
+             f"<p>trained {e(str(metrics.get('trained_at', '')))} by retail-ann {e(str(metrics.get('retail_ann_version', '')))}</p>",
+             "<h2>Data</h2>", _html_table(["", "value"], _data_rows(data, spec, plots))]
+    if "purchase" in metrics:
+        parts += _purchase_html(metrics["purchase"], plots["purchase"], ctx)
+    if "spend" in metrics:
+        parts += _spend_html(metrics["spend"], plots["spend"], plots.get("purchase"))
+    parts.append("<h2>Plots</h2>")
+    parts += [f"<img src='{f}' alt='{f}'>" for f in images]
+    parts += ["<h2>Model card</h2>", markdown_html(model_card(ctx)), "</body></html>"]
+    return "\n".join(parts)
+
+
+def _data_rows(data: dict, spec, plots: dict) -> list[list[str]]:
+    rows = [["source", str(data.get("source", "in-memory frame"))],
+            ["rows in the table / sampled / used", f"{data.get('rows_total')} / {data.get('rows_sampled')} / {data.get('rows_used')}"],
+            ["split", f"{data.get('rows_fit')} fit, {data.get('rows_validation')} validation, {data.get('rows_test')} test "
+                      f"({data.get('split')})"]]
+    if data.get("period"):
+        rows.append(["as_of_date", data["period"]])
+    if data.get("test_source"):
+        rows.append(["test rows from", data["test_source"]])
+    if "purchase" in plots:
+        rows.append(["base rate (test rows)", f"{float(np.mean(plots['purchase']['y'])):.3f}"])
+    rows.append(["inputs", f"{len(spec.numeric)} numeric, {len(spec.categorical)} categorical -> {spec.n_features} network inputs"])
+    for reason, n in data.get("rows_dropped", {}).items():
+        rows.append([f"left out: {reason}", str(n)])
+    return rows
+
+
+def _verdict(comparisons: list[dict], figure: str) -> str:
+    """One plain sentence on the ANN against the baselines."""
+    if not comparisons:
+        return ""
+    worse = [c["baseline"] for c in comparisons if c["better"] is False]
+    level = [c["baseline"] for c in comparisons if c["better"] is None]
+    if worse:
+        text = f"The ANN's {figure} is below {', '.join(worse)}'s on these rows (the interval lies under 0)."
+    elif level:
+        text = (f"The ANN is not better than {', '.join(level)} on {figure}: the interval of the difference "
+                "holds 0.")
+    else:
+        text = f"The ANN's {figure} is above every baseline's, with the intervals above 0."
+    return f"<p class='verdict'>{html.escape(text)}</p>"
+
+
+def _comparison_table(comparisons: list[dict], figure: str) -> str:
+    return _html_table([f"ANN - baseline, {figure}", "difference", "95 % interval"],
+                       [[c["baseline"], f"{c['difference']:+.4f}", f"[{c['low']:+.4f}, {c['high']:+.4f}]"]
+                        for c in comparisons])
+
+
+def _purchase_html(metrics: dict, plot: dict, ctx: dict) -> list[str]:
+    from sklearn.metrics import roc_auc_score
+
+    from retail_ann.analysis import against_baselines, calibration, confusion, deciles
+
+    y, preds = np.asarray(plot["y"]), {k: v for k, v in plot["p"].items() if k != "baseline_majority"}
+    auc = lambda t, p: roc_auc_score(t, p) if t.min() != t.max() else float("nan")   # noqa: E731
+    comparisons = against_baselines(y, preds, auc)
+    threshold = ctx["spec"].targets["purchase"]["threshold"]
+    c = confusion(y, preds["ann"], threshold)
+    parts = ["<h2>Purchase (test rows)</h2>",
+             _html_table(["model", *PURCHASE_COLUMNS], _table_rows(metrics, PURCHASE_COLUMNS)),
+             "<h3>Against each baseline</h3>", _comparison_table(comparisons, "ROC-AUC"), _verdict(comparisons, "ROC-AUC"),
+             f"<h3>Decisions at the stored threshold {threshold:.4f}</h3>",
+             _html_table(["", "predicted buyer", "predicted non-buyer"],
+                         [["buyer", str(c["true_positive"]), str(c["false_negative"])],
+                          ["non-buyer", str(c["false_positive"]), str(c["true_negative"])]]),
+             f"<p>Accuracy there is {c['accuracy']:.3f}; calling no one a buyer would score {c['majority_accuracy']:.3f}. "
+             "The threshold maximises F1 on the validation rows, which trades some accuracy for finding buyers, so "
+             "accuracy may sit below the majority class's.</p>",
+             "<h3>Calibration</h3>",
+             _html_table(["probability", "rows", "mean predicted", "observed"],
+                         [[b["bin"], str(b["rows"]), f"{b['mean_predicted']:.3f}", f"{b['observed']:.3f}"]
+                          for b in calibration(y, preds["ann"])]),
+             "<h3>Deciles of the purchase probability</h3>",
+             _html_table(["decile", "customers", "buyers", "rate", "lift"],
+                         [[str(r["decile"]), str(r["customers"]), str(r["buyers"]), f"{r['rate']:.3f}", f"{r['lift']:.2f}"]
+                          for r in deciles(preds["ann"], y)])]
+    return parts
+
+
+def _spend_html(metrics: dict, plot: dict, purchase: dict | None) -> list[str]:
+    from sklearn.metrics import r2_score
+
+    from retail_ann.analysis import against_baselines, deciles
+
+    s, preds = np.asarray(plot["y"], dtype=float), {k: v for k, v in plot["p"].items() if k != "baseline_mean"}
+    comparisons = against_baselines(s, preds, r2_score)
+    rows = deciles(preds["ann"], np.asarray(purchase["y"]) if purchase else None, preds["ann"], s)
+    header = ["decile", "customers"] + (["buyers"] if purchase else []) + ["mean predicted spend", "mean spend"]
+    return ["<h2>Spend (test rows, currency units)</h2>",
+            _html_table(["model", *SPEND_COLUMNS], _table_rows(metrics, SPEND_COLUMNS)),
+            "<h3>Against each baseline</h3>", _comparison_table(comparisons, "R²"), _verdict(comparisons, "R²"),
+            "<h3>Deciles of the predicted spend</h3>",
+            _html_table(header, [[str(r["decile"]), str(r["customers"])] + ([str(r["buyers"])] if purchase else [])
+                                 + [f"{r['mean_predicted_spend']:.2f}", f"{r['mean_spend']:.2f}"] for r in rows])]
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    e = html.escape
+    return ("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>"
+            + "".join("<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in row) + "</tr>" for row in rows) + "</table>")
+
+
+def markdown_html(text: str) -> str:
+    """The model card's markdown (headings, bullets, tables, paragraphs, inline code) as HTML."""
+    out, bullets, table = [], [], []
+
+    def inline(t: str) -> str:
+        return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(t))
+
+    def flush() -> None:
+        if bullets:
+            out.append("<ul>" + "".join(f"<li>{inline(b)}</li>" for b in bullets) + "</ul>")
+            bullets.clear()
+        if table:
+            cells = [[c.strip() for c in row.strip().strip("|").split("|")] for row in table
+                     if not set(row.replace("|", "").strip()) <= set("-: ")]
+            out.append("<table>" + "".join("<tr>" + "".join(f"<{tag}>{inline(c)}</{tag}>" for c in row) + "</tr>"
+                                           for tag, row in zip(["th"] + ["td"] * len(cells), cells)) + "</table>")
+            table.clear()
+
+    for line in text.splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        if line.startswith("- "):
+            bullets.append(line[2:])
+            continue
+        flush()
+        heading = re.match(r"(#{1,3}) (.*)", line)
+        if heading:
+            level = len(heading.group(1)) + 1   # the page's own title is the h1
+            out.append(f"<h{level}>{inline(heading.group(2))}</h{level}>")
+        elif line.strip():
+            out.append(f"<p>{inline(line)}</p>")
+    flush()
+    return "\n".join(out)

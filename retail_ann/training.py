@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from retail_ann import __version__
 from retail_ann.artifact import VERSION_FILE, content_hash, write_artifact
 from retail_ann.config import TrainConfig
 from retail_ann.errors import InputError
@@ -245,6 +246,8 @@ def train_frame(pdf: pd.DataFrame, out_dir: str, cfg: TrainConfig, data_info: di
         "features": spec.n_features,
     }
     metrics["version"] = version
+    metrics["retail_ann_version"] = __version__
+    metrics["trained_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     context = {"metrics": metrics, "plots": plots, "histories": histories, "spec": spec, "cfg": cfg,
                "version": version, "data": data_info}
     final = write_artifact(out_dir, spec_json, models, weights, metrics, context, report=cfg.report)

@@ -382,3 +382,27 @@ def test_a_given_test_table_is_the_test_set_and_every_training_row_trains(spark,
     assert r2["version"] == r1["version"] and r2["purchase"]["ann"]["roc_auc"] != r1["purchase"]["ann"]["roc_auc"]
     with pytest.raises(InputError, match="the test table lacks column\\(s\\) of the training table: visits"):
         train_frame(early, str(tmp_path / "m2"), TrainConfig(**FAST), test_pdf=late.drop(columns=["visits"]))
+
+
+def test_report_holds_the_sections_an_analyst_reads(trained):
+    """report.html: the data, the ANN against each baseline with an interval and a plain verdict,
+    the decisions at the stored threshold (counts that add up to the test rows), calibration with
+    counts, deciles, training curves, and the model card as HTML (not raw markdown)."""
+    import re
+
+    page = (trained["out"] / "report.html").read_text()
+    metrics = json.loads((trained["out"] / "metrics.json").read_text())
+    for heading in ("Data", "Purchase (test rows)", "Against each baseline", "Calibration",
+                    "Deciles of the purchase probability", "Spend (test rows, currency units)",
+                    "Deciles of the predicted spend", "Plots", "Model card"):
+        assert f">{heading}</h" in page, heading
+    assert "95 % interval" in page and page.count("class='verdict'") == 2
+    assert f"Decisions at the stored threshold {load_artifact(trained['out']).threshold:.4f}" in page
+    cells = re.search(r"<td>buyer</td><td>(\d+)</td><td>(\d+)</td></tr><tr><td>non-buyer</td><td>(\d+)</td><td>(\d+)</td>",
+                      page)
+    assert sum(int(n) for n in cells.groups()) == metrics["data"]["rows_test"]
+    card = page[page.index(">Model card</h2>"):]
+    assert "<pre>" not in page and "<h3>Data</h3>" in card and "<li>" in card and "<table>" in card
+    assert not re.search(r"^(#|- |\|)", card, re.M)   # no markdown left raw
+    assert f"by retail-ann {metrics['retail_ann_version']}" in page and metrics["trained_at"] in page
+    assert "training.png" in page and "calibration.png" in page
