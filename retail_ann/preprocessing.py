@@ -289,6 +289,19 @@ class FeatureSpec:
         return names
 
     @property
+    def input_blocks(self) -> dict[str, list[int]]:
+        """Each input column's output columns of ``transform`` (its value, flags, PLE bins or
+        one-hot levels), by position: what permuting that input permutes."""
+        blocks: dict[str, list[int]] = {}
+        position = 0
+        for source, names in ([(f.name, f.output_names()) for f in self.numeric]
+                              + [(f.name, f.ple_names()) for f in self.numeric]
+                              + [(c.name, c.output_names()) for c in self.categorical]):
+            blocks.setdefault(source, []).extend(range(position, position + len(names)))
+            position += len(names)
+        return blocks
+
+    @property
     def n_features(self) -> int:
         return len(self.feature_names)
 

@@ -104,8 +104,10 @@ def model_card(ctx: dict) -> str:
     out += ["", "`best_f1` is the F1 of the best threshold on the test rows themselves (optimistic, threshold-free); "
             "`f1` uses the threshold chosen on validation rows.", ""]
     out += ["## Limits",
-            "- Trained on a sample of at most `sample_rows` rows; metrics are from one random split, "
-            "not from a later period: expect lower figures when the shop's behaviour drifts.",
+            ("- Trained on a sample of at most `sample_rows` rows; metrics are from the rows of "
+             + (f"the later cutoff {data['holdout_as_of']} (out of time)" if data.get("holdout_as_of") else
+                "the given test table" if data.get("test_source") else
+                "one random split, not from a later period") + ": expect lower figures when the shop's behaviour drifts."),
             "- Values outside the training range are clipped to it; unseen categories share one bucket.",
             "- Probabilities are calibrated to the training positive rate; a different base rate at scoring "
             "time shifts them.",
@@ -269,11 +271,22 @@ def _purchase_html(metrics: dict, plot: dict, ctx: dict) -> list[str]:
              _html_table(["probability", "rows", "mean predicted", "observed"],
                          [[b["bin"], str(b["rows"]), f"{b['mean_predicted']:.3f}", f"{b['observed']:.3f}"]
                           for b in calibration(y, preds["ann"])]),
+             *_importance_html(ctx["metrics"].get("importance", {}).get("purchase", {})),
              "<h3>Deciles of the purchase probability</h3>",
              _html_table(["decile", "customers", "buyers", "rate", "lift"],
                          [[str(r["decile"]), str(r["customers"]), str(r["buyers"]), f"{r['rate']:.3f}", f"{r['lift']:.2f}"]
                           for r in deciles(preds["ann"], y)])]
     return parts
+
+
+def _importance_html(importance: dict[str, float], shown: int = 15) -> list[str]:
+    if not importance:
+        return []
+    return ["<h3>What the model uses</h3>",
+            f"<p>Permutation importance on the test rows: how much the ROC-AUC falls when one input's values are "
+            f"shuffled across customers (mean of 3 shuffles; the {min(shown, len(importance))} largest of "
+            f"{len(importance)} inputs). Near 0: the model does not rely on it here.</p>",
+            _html_table(["input", "ROC-AUC fall"], [[k, f"{v:+.4f}"] for k, v in list(importance.items())[:shown]])]
 
 
 def _spend_html(metrics: dict, plot: dict, purchase: dict | None) -> list[str]:

@@ -73,6 +73,7 @@ class Evaluation:
 
     metrics: dict
     plots: dict = field(default_factory=dict)
+    importance: dict[str, float] = field(default_factory=dict)   # input -> fall of the figure when shuffled
 
 
 class PurchaseTarget:
@@ -80,8 +81,8 @@ class PurchaseTarget:
 
     name = PURCHASE
 
-    def __init__(self, label: str, cfg: "TrainConfig") -> None:
-        self.label, self.cfg = label, cfg
+    def __init__(self, label: str, cfg: "TrainConfig", blocks: dict[str, list[int]] | None = None) -> None:
+        self.label, self.cfg, self.blocks = label, cfg, blocks or {}
 
     def fit(self, keras, rows: "TrainingRows", y: np.ndarray) -> Trained:
         """Train on ``rows`` with labels ``y`` (0/1 per training row)."""
@@ -106,10 +107,22 @@ class PurchaseTarget:
         p_test = forward(weights[PURCHASE], x_test)
         base, base_p = purchase_baselines(rows.x, y, rows.folds, x_test, y_test, self.cfg.seed)
         metrics = {"ann": classification_metrics(y_test, p_test, thr), **base}
+        importance = _importance(x_test, y_test, lambda x: forward(weights[PURCHASE], x), self.blocks, self.cfg.seed)
         log.info("purchase test: ROC-AUC %.4f (logistic %.4f), F1 %.4f at %.3f (best %.4f)",
                  metrics["ann"]["roc_auc"] or float("nan"), metrics["baseline_logistic"]["roc_auc"] or float("nan"),
                  metrics["ann"]["f1"], thr, metrics["ann"]["best_f1"])
-        return Evaluation(metrics, {"y": y_test, "p": {"ann": p_test, **base_p}})
+        return Evaluation(metrics, {"y": y_test, "p": {"ann": p_test, **base_p}}, importance)
+
+
+def _importance(x: np.ndarray, y: np.ndarray, predict, blocks: dict[str, list[int]], seed: int) -> dict[str, float]:
+    """Permutation importance of each input for the ROC-AUC on the test rows (``analysis``)."""
+    from sklearn.metrics import roc_auc_score
+
+    from retail_ann.analysis import permutation_importance
+
+    if not blocks or y.min() == y.max():
+        return {}
+    return {k: round(v, 6) for k, v in permutation_importance(x, y, predict, blocks, roc_auc_score, seed=seed).items()}
 
 
 class SpendTarget:

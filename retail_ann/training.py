@@ -216,7 +216,7 @@ def train_frame(pdf: pd.DataFrame, out_dir: str, cfg: TrainConfig, data_info: di
     trained = {}
     targets: dict[str, Any] = {"tasks": list(tasks)}
     if PURCHASE in tasks:
-        purchase = PurchaseTarget(purchase_label, cfg)
+        purchase = PurchaseTarget(purchase_label, cfg, spec.input_blocks)
         trained[PURCHASE] = purchase.fit(keras, rows, y[split.train])
         targets[PURCHASE] = trained[PURCHASE].info
     if SPEND in tasks:
@@ -233,6 +233,9 @@ def train_frame(pdf: pd.DataFrame, out_dir: str, cfg: TrainConfig, data_info: di
     if SPEND in tasks:
         evaluations[SPEND] = spend.evaluate(targets, rows, s[split.train], x_test, s[split.test], weights)
     metrics: dict[str, Any] = {name: e.metrics for name, e in evaluations.items()}
+    importance = {name: e.importance for name, e in evaluations.items() if e.importance}
+    if importance:   # each input's permutation importance on the test rows (ROC-AUC fall)
+        metrics["importance"] = importance
     plots = {name: e.plots for name, e in evaluations.items()}
 
     spec.targets = targets

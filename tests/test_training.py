@@ -406,3 +406,7 @@ def test_report_holds_the_sections_an_analyst_reads(trained):
     assert not re.search(r"^(#|- |\|)", card, re.M)   # no markdown left raw
     assert f"by retail-ann {metrics['retail_ann_version']}" in page and metrics["trained_at"] in page
     assert "training.png" in page and "calibration.png" in page
+    # permutation importance per input column: every input of the spec, the ones the labels depend on first
+    importance = metrics["importance"]["purchase"]
+    assert set(importance) == set(load_artifact(trained["out"]).spec.input_columns) and ">What the model uses</h3>" in page
+    assert set(list(importance)[:3]) & {"orders", "visits", "days_since_last"} and importance["age"] < 0.02
