@@ -243,15 +243,20 @@ def quarantine_path(out: str, table: str, partition: str) -> str:
     return f"{str(out).rstrip('/')}/{QUARANTINE_DIR}/{table}/{partition}"
 
 
-def write_quarantine(spark: SparkSession, rejected: DataFrame, out: str, table: str, partition: str) -> int:
+def write_quarantine(spark: SparkSession, rejected: DataFrame, out: str, table: str, partition: str,
+                     rows: int | None = None) -> int:
     """Write rejected rows to ``<out>/_rejected/<table>/<partition>`` and return how many there were.
 
-    The directory starts with ``_`` so readers of ``out`` never see it as data. The count is read back
-    from the written files (cheap Parquet metadata) instead of computing the rejects twice.
+    The directory starts with ``_`` so readers of ``out`` never see it as data. ``rows``, when the
+    caller already counted them: none means nothing to write (an earlier run's rejects there are
+    replaced by an empty set), and the count is not read back. Otherwise it is read back from the
+    written files (cheap Parquet metadata) instead of computing the rejects twice.
     """
     target = quarantine_path(out, table, partition)
+    if rows == 0 and not path_exists(spark, target):
+        return 0
     rejected.write.mode("overwrite").parquet(target)
-    count = spark.read.parquet(target).count()
+    count = rows if rows is not None else spark.read.parquet(target).count()
     if count:
         log.warning("quarantined %d %s row(s) to %s", count, table, target)
     return count

@@ -22,7 +22,7 @@ from retail_ann.logs import stage
 from retail_ann.publish import publish_delta_partitions, publish_partitions, publish_tables
 from retail_ann.schemas import (
     AS_OF_DATE, CLICKSTREAM, CUSTOMERS, REJECT_REASON, RAW_TABLES, TRANSACTIONS, WILL_PURCHASE, TableSchema,
-    ValidationLimits, split_valid,
+    ValidationLimits, tag_rows,
 )
 
 log = logging.getLogger(__name__)
@@ -58,11 +58,14 @@ def validated(
     what the valid rows hold: ``rows`` and, for a dated table, ``data_start``/``data_end``, the
     first and last value of its ``time_column`` as ISO text).
 
+    One pass tags the rows and counts the valid and rejected ones (with the time range); the
+    rejected rows are written only when that pass found some (or an earlier run's are replaced).
     An input with no valid row at all is an ``InputError``: nothing downstream could mean anything.
     """
-    valid, rejected = split_valid(raw, schema, limits)
-    n_rejected = io.write_quarantine(spark, rejected, out, schema.name, partition)
-    held = data_range(valid, schema)
+    tagged = tag_rows(raw, schema, limits)
+    held = data_range(tagged.rows, schema)
+    n_rejected = held.pop("rejected")
+    io.write_quarantine(spark, tagged.rejected, out, schema.name, partition, rows=n_rejected)
     if held["rows"] == 0:
         detail = ""
         if n_rejected:
@@ -71,23 +74,30 @@ def validated(
             detail = f"; all {n_rejected} row(s) rejected, most often: " + ", ".join(
                 f"{r[REJECT_REASON]} ({r['count']})" for r in reasons)
         raise InputError(f"{schema.name} at {source}: no valid rows{detail}")
-    return valid, n_rejected, held
+    return tagged.valid, n_rejected, held
 
 
 def data_range(df: DataFrame, schema: TableSchema) -> dict:
     """``rows`` of ``df`` and, when ``schema`` has a time column, its first and last value
-    (``data_start``, ``data_end``; null when no row has one), in one pass."""
-    aggs = [F.count(F.lit(1)).alias("rows")]
+    (``data_start``, ``data_end``; null when no row has one), in one pass. For rows tagged by
+    ``schemas.tag_rows`` (a ``reject_reason`` column) these are of the valid rows, and
+    ``rejected`` counts the others."""
+    tagged = REJECT_REASON in df.columns
+    good = F.col(REJECT_REASON) == "" if tagged else F.lit(True)
+    aggs = [F.count(F.when(good, 1)).alias("rows")]
+    if tagged:
+        aggs.append(F.count(F.when(~good, 1)).alias("rejected"))
     stamp = bool(schema.time_column) and isinstance(df.schema[schema.time_column].dataType, T.TimestampType)
     if schema.time_column:
         # a timestamp collected to Python arrives in the driver's own time zone: as microseconds
         # since the epoch instead, made UTC text here
         for name, agg in (("data_start", F.min), ("data_end", F.max)):
-            value = agg(schema.time_column)
+            value = agg(F.when(good, F.col(schema.time_column)))
             aggs.append((F.unix_micros(value) if stamp else value).alias(name))
     row = df.agg(*aggs).first().asDict()
     if stamp:
-        row = {k: (_EPOCH + dt.timedelta(microseconds=v) if k != "rows" and v is not None else v) for k, v in row.items()}
+        row = {k: (_EPOCH + dt.timedelta(microseconds=v) if k in ("data_start", "data_end") and v is not None else v)
+               for k, v in row.items()}
     return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
 
 

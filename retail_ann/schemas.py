@@ -267,18 +267,31 @@ def with_reject_reason(df: DataFrame, rules: list[Column]) -> DataFrame:
     return df.withColumn(REJECT_REASON, reason)
 
 
-def split_valid(
-    df: DataFrame, schema: TableSchema, limits: ValidationLimits = ValidationLimits()
-) -> tuple[DataFrame, DataFrame]:
-    """Split a raw table into (valid rows cast to ``schema``, rejected rows with ``reject_reason``).
+@dataclass(frozen=True)
+class Tagged:
+    """A raw table's rows, conformed, each with its ``reject_reason`` ("" for a good row), and the
+    two views of them: the valid rows cast to the schema, the rejected ones in their raw text."""
 
-    Rejected rows keep the raw text of every schema column so they can be inspected and replayed.
-    """
+    rows: DataFrame
+    valid: DataFrame
+    rejected: DataFrame
+
+
+def tag_rows(df: DataFrame, schema: TableSchema, limits: ValidationLimits = ValidationLimits()) -> Tagged:
+    """``df`` conformed to ``schema`` and tagged by the validation rules. Rejected rows keep the raw
+    text of every schema column so they can be inspected and replayed."""
     conformed, with_raw = conform(df, schema)
     raw_cols = [F.col(_raw(c) if c in with_raw else c).cast(T.StringType()).alias(c) for c in schema.columns]
     if CORRUPT_RECORD in conformed.columns:
         raw_cols.append(F.col(CORRUPT_RECORD))
     tagged = with_reject_reason(conformed, _reasons(schema, limits, with_raw))
-    valid = tagged.where(F.col(REJECT_REASON) == "").select(*schema.columns)
-    rejected = tagged.where(F.col(REJECT_REASON) != "").select(*raw_cols, REJECT_REASON)
-    return valid, rejected
+    return Tagged(tagged, tagged.where(F.col(REJECT_REASON) == "").select(*schema.columns),
+                  tagged.where(F.col(REJECT_REASON) != "").select(*raw_cols, REJECT_REASON))
+
+
+def split_valid(
+    df: DataFrame, schema: TableSchema, limits: ValidationLimits = ValidationLimits()
+) -> tuple[DataFrame, DataFrame]:
+    """Split a raw table into (valid rows cast to ``schema``, rejected rows with ``reject_reason``)."""
+    tagged = tag_rows(df, schema, limits)
+    return tagged.valid, tagged.rejected

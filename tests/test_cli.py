@@ -322,3 +322,19 @@ def test_every_command_says_what_it_did_on_stdout_or_as_json(spark, raw, tmp_pat
     lines = capsys.readouterr().out.strip().splitlines()
     manifest = json.loads(lines[0])
     assert len(lines) == 1 and manifest[AS_OF_DATE] == "2024-03-01" and manifest["rows"] == 3
+
+
+def test_rejects_are_written_only_when_counted_and_a_rerun_replaces_them(spark, raw, tmp_path):
+    """One pass counts each table's rejects: none, nothing written; a rerun whose input was fixed
+    leaves no stale rejects of the first run behind."""
+    out = tmp_path / "features"
+    assert main(features_args(raw, out, "--log-level", "WARNING")) == 0
+    rejected = out / "_rejected"
+    assert spark.read.parquet(str(rejected / "transactions" / f"{AS_OF_DATE}=2024-03-01")).count() == 2
+    assert not (rejected / "clickstream").exists()
+    (raw / "tx.csv").write_text("\n".join(line for line in TX_CSV.splitlines() if "oops" not in line
+                                           and not line.startswith(",")) + "\n")
+    assert main(features_args(raw, out, "--log-level", "WARNING")) == 0
+    assert spark.read.parquet(str(rejected / "transactions" / f"{AS_OF_DATE}=2024-03-01")).count() == 0
+    manifest = json.loads((out / f"{AS_OF_DATE}=2024-03-01" / "_manifest.json").read_text())
+    assert manifest["rejected"]["transactions"] == 0 and manifest["data"]["transactions"]["rows"] == 3

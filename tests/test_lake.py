@@ -61,7 +61,7 @@ SCRIPT = textwrap.dedent("""
         "success": io.path_exists(spark, f"{part}/_SUCCESS"),
         "committers": [json.loads(io.read_text(spark, f"{lake}/{t}/as_of_date=2024-04-01/_manifest.json"))["committer"]
                        for t in ("features", "predictions")],
-        "quarantine": io.path_exists(spark, f"{lake}/features/_rejected/transactions/as_of_date=2024-04-01"),
+        "quarantine": io.path_exists(spark, f"{lake}/features/_rejected/transactions_duplicates/as_of_date=2024-04-01"),
         "staging_left": io.data_files(spark, f"{lake}/predictions/_publish"),
         "delta_features": spark.read.format("delta").load(f"{lake}/delta/features").count(),
         "delta_predictions": spark.read.format("delta").load(f"{lake}/delta/predictions").count(),
