@@ -453,18 +453,15 @@ def _per_category(prefix: str, categories: list[str], scope: str, agg: str) -> t
 def feature_query(spec: dict, categories: list[str]) -> str:
     """``features.build_features`` on the validated ``transactions``, ``clickstream``, ``customers``."""
     fs, rs, asof, le = (_ts(spec[k]) for k in ("feature_start", "recent_start", "as_of", "label_end"))
-    as_of_date, lookback, recent = f"DATE '{spec['as_of']}'", int(spec["lookback_days"]), int(spec["recent_days"])
+    as_of_date, lookback = f"DATE '{spec['as_of']}'", int(spec["lookback_days"])
     bought = "in_w AND quantity > 0"
     spend, spend_cols = _per_category("spend_cat_", categories, bought, "sum(amount)")
     views, view_cols = _per_category("views_cat_", categories, "in_w AND page_type = 'product'", "count(*)")
     pages = {"product_views": "product", "cart_adds": "cart", "checkout_views": "checkout", "searches": "search"}
-    bought_in = " + ".join(f"coalesce({_q(c)} > 0, false)::INTEGER" for c in spend_cols)
     counts = ["n_orders", "n_orders_recent", "gross_spend", "net_spend", "items_purchased", "n_returns",
-              "return_value", "n_categories_bought", *spend_cols, "total_visits", "visits_recent", "page_views",
+              "return_value", *spend_cols, "total_visits", "visits_recent", "page_views",
               "total_time_on_site_s", *pages, *view_cols]
-    kept = ["avg_order_value", "days_first_to_last_order", "mean_days_between_orders",
-            "days_since_last_order_per_mean_gap", "recent_order_rate_per_window_rate",
-            "avg_time_on_site_per_session_s", "avg_time_per_page_s", "pages_per_session", "age", "gender", "location"]
+    kept = ["avg_order_value", "avg_time_on_site_per_session_s", "avg_time_per_page_s", "pages_per_session", "age", "gender", "location"]
     final = {c: f"coalesce({_q(c)}, 0)" for c in counts} | {c: _q(c) for c in kept} | {
         "days_since_last_order": f"coalesce(days_since_last_order, {lookback})",
         "days_since_last_visit": f"coalesce(days_since_last_visit, {lookback})",
@@ -488,26 +485,15 @@ WITH t AS (
     count(*) FILTER (WHERE in_w AND quantity < 0) AS n_returns,
     sum(-amount) FILTER (WHERE in_w AND quantity < 0) AS return_value,
     max(ts) FILTER (WHERE {bought}) AS last_order,
-    min(ts) FILTER (WHERE {bought}) AS first_order,
     {', '.join(spend)},
     max(CASE WHEN in_horizon AND quantity > 0 THEN 1 ELSE 0 END) AS will_purchase,
     sum(amount) FILTER (WHERE in_horizon) AS horizon_net
   FROM t GROUP BY customer_id
-), t_days AS (
+), t_feat AS (
   SELECT *, gross_spend / NULLIF(n_orders, 0) AS avg_order_value,
     datediff('day', last_order::DATE, {as_of_date})::INTEGER AS days_since_last_order,
-    datediff('day', first_order::DATE, last_order::DATE)::INTEGER AS days_first_to_last_order,
-    ({bought_in})::INTEGER AS n_categories_bought,
     greatest(coalesce(horizon_net, 0::DOUBLE), 0::DOUBLE) AS future_spend
   FROM t_agg
-), t_gap AS (
-  SELECT *, days_first_to_last_order::DOUBLE / NULLIF(n_orders - 1, 0) AS mean_days_between_orders,
-    (n_orders_recent / {recent}::DOUBLE) / (NULLIF(n_orders, 0) / {lookback}::DOUBLE)
-      AS recent_order_rate_per_window_rate
-  FROM t_days
-), t_feat AS (
-  SELECT *, days_since_last_order::DOUBLE / NULLIF(mean_days_between_orders, 0) AS days_since_last_order_per_mean_gap
-  FROM t_gap
 ), sessions AS (
   SELECT customer_id, session_id, min(ts) AS first_seen,
     max(ts) FILTER (WHERE in_w) AS last_in_window,

@@ -260,7 +260,7 @@ def cmd_demo(args: argparse.Namespace) -> Outcome:
 def _demo_summary(result: dict, out: str) -> list[str]:
     """A short table of what the demo produced."""
     metrics = result["metrics"]
-    lines = [f"retail-ann demo: {result['features']['rows']} customers as of {result['features']['as_of_date']}, "
+    lines = [f"{result['features']['rows']} customers as of {result['features']['as_of_date']}, "
              f"purchase rate {result['features']['purchase_rate']:.3f}"]
     for task, keys in (("purchase", ("roc_auc", "pr_auc", "f1")), ("spend", ("r2", "mae", "rmse"))):
         for who, figures in metrics.get(task, {}).items():

@@ -41,11 +41,6 @@ ITEMS_PURCHASED = "items_purchased"
 N_RETURNS = "n_returns"
 RETURN_VALUE = "return_value"
 DAYS_SINCE_LAST_ORDER = "days_since_last_order"
-ORDER_SPAN_DAYS = "days_first_to_last_order"            # within the window; 0 with one order
-MEAN_DAYS_BETWEEN_ORDERS = "mean_days_between_orders"   # the span over (orders - 1): two orders or more
-OVERDUE_RATIO = "days_since_last_order_per_mean_gap"    # > 1: later than the customer's own rhythm
-RECENT_ORDER_TREND = "recent_order_rate_per_window_rate"  # orders per day in recent_days over the window's
-N_CATEGORIES_BOUGHT = "n_categories_bought"             # of the category columns (other categories: one)
 TOTAL_VISITS = "total_visits"
 VISITS_RECENT = "visits_recent"
 PAGE_VIEWS = "page_views"
@@ -154,7 +149,6 @@ def transaction_aggregates(transactions: DataFrame, w: FeatureWindow, categories
         F.count(F.when(returned, 1)).alias(N_RETURNS),
         F.sum(F.when(returned, -amount)).alias(RETURN_VALUE),
         F.max(F.when(bought, F.col(TS))).alias("_last_order"),
-        F.min(F.when(bought, F.col(TS))).alias("_first_order"),
         *_per_category(SPEND_PREFIX, categories, bought, amount),
         F.max(F.when(in_horizon & (F.col(QUANTITY) > 0), 1).otherwise(0)).alias(WILL_PURCHASE),
         F.sum(F.when(in_horizon, amount)).alias("_horizon_net"),
@@ -164,21 +158,11 @@ def transaction_aggregates(transactions: DataFrame, w: FeatureWindow, categories
         .groupBy(CUSTOMER_ID)
         .agg(*aggs)
     )
-    orders = F.nullif(F.col(N_ORDERS), F.lit(0))
-    gap = F.col(ORDER_SPAN_DAYS) / F.nullif(F.col(N_ORDERS) - 1, F.lit(0))
-    bought_in = [F.coalesce(F.col(c) > 0, F.lit(False)).cast("int")
-                 for c in category_feature_names(SPEND_PREFIX, categories)]
     return (
-        agg.withColumn(AVG_ORDER_VALUE, F.col(GROSS_SPEND) / orders)
+        agg.withColumn(AVG_ORDER_VALUE, F.col(GROSS_SPEND) / F.nullif(F.col(N_ORDERS), F.lit(0)))
         .withColumn(DAYS_SINCE_LAST_ORDER, _days_since(w, F.col("_last_order")))
-        .withColumn(ORDER_SPAN_DAYS, F.datediff(F.to_date(F.col("_last_order")), F.to_date(F.col("_first_order"))))
-        .withColumn(MEAN_DAYS_BETWEEN_ORDERS, gap)
-        .withColumn(OVERDUE_RATIO, F.col(DAYS_SINCE_LAST_ORDER) / F.nullif(F.col(MEAN_DAYS_BETWEEN_ORDERS), F.lit(0)))
-        .withColumn(RECENT_ORDER_TREND, (F.col(N_ORDERS_RECENT) / F.lit(float(w.recent_days)))
-                    / (orders / F.lit(float(w.lookback_days))))
-        .withColumn(N_CATEGORIES_BOUGHT, sum(bought_in[1:], bought_in[0]))
         .withColumn(FUTURE_SPEND, F.greatest(F.coalesce(F.col("_horizon_net"), F.lit(0.0)), F.lit(0.0)))
-        .drop("_last_order", "_first_order", "_horizon_net")
+        .drop("_last_order", "_horizon_net")
     )
 
 
@@ -256,8 +240,7 @@ def in_universe(w: FeatureWindow) -> Column:
 
 def _count_columns(categories: list[str], has_clickstream: bool) -> list[str]:
     """Features that are counts or sums: 0 for a customer with nothing in the window."""
-    cols = [N_ORDERS, N_ORDERS_RECENT, GROSS_SPEND, NET_SPEND, ITEMS_PURCHASED, N_RETURNS, RETURN_VALUE,
-            N_CATEGORIES_BOUGHT]
+    cols = [N_ORDERS, N_ORDERS_RECENT, GROSS_SPEND, NET_SPEND, ITEMS_PURCHASED, N_RETURNS, RETURN_VALUE]
     cols += category_feature_names(SPEND_PREFIX, categories)
     if has_clickstream:
         cols += [TOTAL_VISITS, VISITS_RECENT, PAGE_VIEWS, TOTAL_TIME_S, PRODUCT_VIEWS, CART_ADDS,

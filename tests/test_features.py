@@ -81,13 +81,6 @@ def test_transaction_aggregates_hand_computed(tables):
     assert c1[fx.RETURN_VALUE] == pytest.approx(10.0)
     assert c1[fx.AVG_ORDER_VALUE] == pytest.approx(27.5)
     assert c1[fx.DAYS_SINCE_LAST_ORDER] == 5  # 2024-02-25 -> 2024-03-01 (leap year)
-    assert c1[fx.ORDER_SPAN_DAYS] == 15 and c1[fx.MEAN_DAYS_BETWEEN_ORDERS] == pytest.approx(15.0)  # 02-10 -> 02-25
-    assert c1[fx.OVERDUE_RATIO] == pytest.approx(5 / 15)
-    assert c1[fx.RECENT_ORDER_TREND] == pytest.approx((1 / 7) / (2 / 30))   # o2 in the last 7 days, o1 before
-    assert c1[fx.N_CATEGORIES_BOUGHT] == 3   # electronics, books, and fashion among the others
-    c3 = rows["c3"]   # one order: a span of 0, no gap to compare with
-    assert c3[fx.ORDER_SPAN_DAYS] == 0 and c3[fx.MEAN_DAYS_BETWEEN_ORDERS] is None and c3[fx.OVERDUE_RATIO] is None
-    assert rows["c2"][fx.N_CATEGORIES_BOUGHT] == 0 and rows["c2"][fx.RECENT_ORDER_TREND] is None
     assert c1["spend_cat_electronics"] == pytest.approx(20.0)
     assert c1["spend_cat_books"] == pytest.approx(5.0)
     assert c1["spend_cat_other_categories"] == pytest.approx(30.0)
