@@ -244,16 +244,34 @@ def n_inputs(weights: Mapping[str, np.ndarray]) -> int:
     return int(weights["W0"].shape[0])
 
 
+FORWARD_ROWS = 1024   # rows per matrix product: every product has this shape (the last padded with zeros)
+
+
 def forward(weights: Mapping[str, np.ndarray], x: np.ndarray) -> np.ndarray:
-    """The MLP's output for rows ``x`` (float32 numpy). A one-unit output is returned 1-D ``(n,)``."""
+    """The MLP's output for rows ``x`` (float32 numpy). A one-unit output is returned 1-D ``(n,)``.
+
+    A row's output does not depend on the rows beside it: BLAS sums a row's products in an order
+    that depends on the matrix shape and the row's place in a partial tile, so the same row in
+    batches of different sizes could differ in the last bit. Here every product is of
+    ``FORWARD_ROWS`` rows (a whole number of tiles), whichever batch a row came in (Spark's Arrow
+    batches or a file's row groups), so every scoring path gives the same bits."""
     h = np.asarray(x, dtype=np.float32)
     if h.ndim != 2 or h.shape[1] != weights["W0"].shape[0]:
         raise ValueError(f"forward expects (n, {weights['W0'].shape[0]}) inputs, got {h.shape}")
+    n = len(h)
+    pad = -n % FORWARD_ROWS
+    if pad:
+        h = np.concatenate([h, np.zeros((pad, h.shape[1]), np.float32)])
+    out = np.concatenate([_layers(weights, h[i:i + FORWARD_ROWS]) for i in range(0, len(h), FORWARD_ROWS)])[:n]
+    return out[:, 0] if out.shape[1] == 1 else out
+
+
+def _layers(weights: Mapping[str, np.ndarray], h: np.ndarray) -> np.ndarray:
     for i, act in enumerate(weights["activations"]):
         h = h @ weights[f"W{i}"]
         h += weights[f"b{i}"]
         h = _activate(h, str(act))
-    return h[:, 0] if h.shape[1] == 1 else h
+    return h
 
 
 def _activate(z: np.ndarray, act: str) -> np.ndarray:

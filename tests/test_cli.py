@@ -220,7 +220,7 @@ def test_sigterm_stops_spark_and_says_one_line_with_exit_143(shop, tmp_path):
     seen += proc.stderr.readlines()
     assert proc.wait(timeout=120) == 143
     assert seen[-1].startswith("retail-ann features: stopped by SIGTERM")
-    assert not [line for line in seen if "Traceback" in line or line.startswith("\tat ")]
+    assert not [line for line in seen if "Traceback" in line or line.startswith("\tat ")], "".join(seen)
     assert not (tmp_path / "out" / "as_of_date=2024-07-01").exists()
 
 
