@@ -399,7 +399,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="training epochs at most (default from conf/train.yaml)")
     _common(p, "demo")
     p.set_defaults(handler=cmd_demo)
+    for name, sub_parser in sub.choices.items():   # a few ways each command is used, under its --help
+        sub_parser.formatter_class = argparse.RawDescriptionHelpFormatter
+        sub_parser.epilog = "examples:\n" + "\n".join(f"  retail-ann {name} {e}".rstrip() for e in EXAMPLES[name])
     return parser
+
+
+EXAMPLES = {
+    "generate": ["--out data/shop --customers 100000 --days 365",
+                 "--out s3a://lake/raw --customers 5000 --conf spark.hadoop.fs.s3a.endpoint=http://127.0.0.1:9000"],
+    "import": ["online-retail --input online_retail.csv.gz --out data/retail",
+               "cdnow --input CDNOW_master.txt.gz --out data/cdnow --log-level WARNING"],
+    "features": ["--transactions data/shop/transactions --clickstream data/shop/clickstream "
+                 "--customers data/shop/customers --as-of 2024-10-01 --out data/features",
+                 "--transactions data/cdnow/transactions --as-of 1997-07-01,1997-10-01 --lookback-days 180 "
+                 "--horizon-days 90 --out data/cdnow_features",
+                 "--transactions exports/tx.csv --as-of 2024-10-01 --set recent_days=14 --output-format delta "
+                 "--out data/features_delta"],
+    "train": ["--features data/features --out models/2024-10-01",
+              "--features data/cdnow_features --holdout-as-of 1997-10-01 --out models/cdnow --json",
+              "--features shoppers.csv --label Revenue --categorical OperatingSystems,Browser,Region,TrafficType "
+              "--out models/shoppers --set 'hidden_units=[64, 32]'"],
+    "score": ["--features data/features --model models/2024-10-01 --out data/predictions",
+              "--features data/features --model models/2024-10-01 --out data/predictions --as-of 2024-10-01 "
+              "--output-format delta",
+              "--features s3a://lake/features --model s3a://lake/models/m1 --out s3a://lake/predictions --json"],
+    "demo": ["", "--out /tmp/demo --customers 20000 --epochs 20"],
+}
 
 
 def _check_local_paths(args: argparse.Namespace) -> None:

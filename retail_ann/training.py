@@ -38,6 +38,7 @@ from retail_ann.errors import InputError
 from retail_ann.labels import (
     TEST_ROW_COL, check_sizes, drop_rows, feature_columns, label_arrays, resolve_task,
 )
+from retail_ann.logs import stage
 from retail_ann.preprocessing import FeatureSpec
 from retail_ann.schemas import AS_OF_DATE, CORRUPT_RECORD, MALFORMED_RECORD
 from retail_ann.splits import split_rows
@@ -227,11 +228,13 @@ def train_frame(pdf: pd.DataFrame, out_dir: str, cfg: TrainConfig, data_info: di
     histories = {name: h for t in trained.values() for name, h in t.histories.items()}
     weights = {name: export(m) for name, m in models.items()}
     evaluations = {}
-    if PURCHASE in tasks:
-        evaluations[PURCHASE] = purchase.evaluate(trained[PURCHASE], rows, y[split.train], x_test, y[split.test],
-                                                  weights)
-    if SPEND in tasks:
-        evaluations[SPEND] = spend.evaluate(targets, rows, s[split.train], x_test, s[split.test], weights)
+    with stage("train.evaluate", log) as ev:   # baselines fitted, test metrics, permutation importance
+        if PURCHASE in tasks:
+            evaluations[PURCHASE] = purchase.evaluate(trained[PURCHASE], rows, y[split.train], x_test,
+                                                      y[split.test], weights)
+        if SPEND in tasks:
+            evaluations[SPEND] = spend.evaluate(targets, rows, s[split.train], x_test, s[split.test], weights)
+        ev.rows = len(split.test)
     metrics: dict[str, Any] = {name: e.metrics for name, e in evaluations.items()}
     importance = {name: e.importance for name, e in evaluations.items() if e.importance}
     if importance:   # each input's permutation importance on the test rows (ROC-AUC fall)
@@ -253,7 +256,8 @@ def train_frame(pdf: pd.DataFrame, out_dir: str, cfg: TrainConfig, data_info: di
     metrics["trained_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     context = {"metrics": metrics, "plots": plots, "histories": histories, "spec": spec, "cfg": cfg,
                "version": version, "data": data_info}
-    final = write_artifact(out_dir, spec_json, models, weights, metrics, context, report=cfg.report)
+    with stage("train.write", log):   # the Keras models, weights, card, report and its plots
+        final = write_artifact(out_dir, spec_json, models, weights, metrics, context, report=cfg.report)
     log.info("model %s written to %s in %.1f s", version, final, time.time() - started)
     return {**metrics, "model_dir": str(final)}
 

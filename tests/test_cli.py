@@ -338,3 +338,17 @@ def test_rejects_are_written_only_when_counted_and_a_rerun_replaces_them(spark, 
     assert spark.read.parquet(str(rejected / "transactions" / f"{AS_OF_DATE}=2024-03-01")).count() == 0
     manifest = json.loads((out / f"{AS_OF_DATE}=2024-03-01" / "_manifest.json").read_text())
     assert manifest["rejected"]["transactions"] == 0 and manifest["data"]["transactions"]["rows"] == 3
+
+
+def test_every_help_example_parses():
+    """The examples under each command's --help are commands that parse (they cannot rot unseen)."""
+    import shlex
+
+    from retail_ann.cli import EXAMPLES, build_parser
+
+    parser = build_parser()
+    for command, examples in EXAMPLES.items():
+        assert len(examples) >= 2
+        for example in examples:
+            args = parser.parse_args([command, *shlex.split(example)])
+            assert args.command == command
