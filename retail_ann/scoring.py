@@ -412,8 +412,7 @@ def score_table(
         s.rows = rows_in
     partition = f"{AS_OF_DATE}={as_of or 'any'}"
     rejected_to = io.quarantine_path(out, "features", partition)
-    if n_rejected or io.path_exists(spark, rejected_to):   # an earlier run's rejects are replaced
-        n_rejected = io.write_quarantine(spark, rejected, out, "features", partition)
+    io.write_quarantine(spark, rejected, out, "features", partition, rows=n_rejected)   # an earlier run's replaced
     if rows_in == 0:
         raise InputError(f"no rows to score in {features}" + (f" for {AS_OF_DATE} {as_of}" if as_of else "")
                          + (f"; {n_rejected} rejected to {rejected_to}" if n_rejected else ""))
