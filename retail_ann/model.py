@@ -259,10 +259,13 @@ def forward(weights: Mapping[str, np.ndarray], x: np.ndarray) -> np.ndarray:
     if h.ndim != 2 or h.shape[1] != weights["W0"].shape[0]:
         raise ValueError(f"forward expects (n, {weights['W0'].shape[0]}) inputs, got {h.shape}")
     n = len(h)
-    pad = -n % FORWARD_ROWS
-    if pad:
-        h = np.concatenate([h, np.zeros((pad, h.shape[1]), np.float32)])
-    out = np.concatenate([_layers(weights, h[i:i + FORWARD_ROWS]) for i in range(0, len(h), FORWARD_ROWS)])[:n]
+    chunks = []
+    for start in range(0, max(n, 1), FORWARD_ROWS):
+        chunk = h[start:start + FORWARD_ROWS]
+        if len(chunk) < FORWARD_ROWS:   # only the last one is padded (and cut back after)
+            chunk = np.concatenate([chunk, np.zeros((FORWARD_ROWS - len(chunk), h.shape[1]), np.float32)])
+        chunks.append(_layers(weights, chunk))
+    out = np.concatenate(chunks)[:n]
     return out[:, 0] if out.shape[1] == 1 else out
 
 
