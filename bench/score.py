@@ -310,29 +310,27 @@ def score_in_spark(name: str, features: Path, model_dir: Path, out: Path, mlflow
 
 
 def score_plain(features: Path, model_dir: Path, out: Path, batch_rows: int) -> None:
-    """Worker: pyarrow + numpy in this one process, no Spark."""
+    """Worker: pyarrow + numpy in this one process, no Spark: the same ``scoring.score_batches`` the
+    Spark tasks of ``score`` run, over the partition's files."""
     import pyarrow.parquet as pq
+    from pyspark.sql import types as T
     from pyspark.sql.pandas.types import to_arrow_schema
-    from threadpoolctl import threadpool_limits
 
     from retail_ann.artifact import load_artifact
+    from retail_ann.scoring import prediction_schema, score_batches
 
     artifact = load_artifact(model_dir)
     partition = partition_of(features)
-    schema = to_arrow_schema(_output_schema(artifact))
-    scored_at = int(dt.datetime.now(dt.timezone.utc).timestamp() * 1_000_000)
+    with_date = to_arrow_schema(prediction_schema(artifact, T.StructField(CUSTOMER_ID, T.StringType())))
+    as_of = dt.date.fromisoformat(partition.name.split("=", 1)[1])
     batches = ds.dataset(partition, format="parquet").to_batches(
         columns=[CUSTOMER_ID, *artifact.spec.input_columns], batch_size=batch_rows)
     (out / partition.name).mkdir(parents=True)
-    with threadpool_limits(limits=1), pq.ParquetWriter(out / partition.name / "part-00000.parquet", schema,
-                                                       compression="snappy") as writer:
-        for batch in batches:
-            n = batch.num_rows
-            cols = {CUSTOMER_ID: batch.column(CUSTOMER_ID),
-                    **{k: pa.array(v) for k, v in artifact.predict_matrix(artifact.spec.transform(batch)).items()},
-                    MODEL_VERSION: pa.repeat(pa.scalar(artifact.version), n),
-                    SCORED_AT: pa.repeat(pa.scalar(scored_at, pa.timestamp("us", tz="UTC")), n)}
-            writer.write_batch(pa.RecordBatch.from_arrays([cols[f.name].cast(f.type) for f in schema], schema=schema))
+    with pq.ParquetWriter(out / partition.name / "part-00000.parquet", to_arrow_schema(_output_schema(artifact)),
+                          compression="snappy") as writer:
+        for batch in score_batches(batches, artifact, CUSTOMER_ID, as_of, dt.datetime.now(dt.timezone.utc), "numpy",
+                                   with_date):
+            writer.write_batch(batch.drop_columns([AS_OF_DATE]))
 
 
 def scorer_command(name: str, table: Path, model: Path, out: Path, work: Path) -> list[str]:
