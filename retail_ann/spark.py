@@ -20,8 +20,9 @@ log = logging.getLogger(__name__)
 SPARK_DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "conf" / "spark-defaults.conf"
 LOG4J_FILE = SPARK_DEFAULTS_FILE.with_name("log4j2.properties")   # Spark's own log: WARN, on stderr
 
-# Settings the pipeline is wrong without: dates are cut in UTC, and a CSV line with more or fewer fields than the header is flagged (Spark checks the field count
-# only when it parses every column; with pruning, extra fields vanish silently).
+# Settings the pipeline is wrong without: dates are cut in UTC, and a CSV line with more or fewer
+# fields than the header is flagged (Spark checks the field count only when it parses every column;
+# with pruning, extra fields vanish silently).
 REQUIRED_CONF = {
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.csv.parser.columnPruning.enabled": "false",
@@ -34,7 +35,7 @@ REQUIRED_CONF = {
 }
 
 # Delta Lake for pyspark 4.0.x, resolved from Maven Central at session start when a job writes Delta.
-# (spark-submit.sh reads DELTA_PACKAGE and S3A_PACKAGE from this file: keep them one line each.)
+# (spark-submit.sh reads DELTA_PACKAGE, S3A_PACKAGE and S3A_EXCLUDES from this file: keep them one line each.)
 DELTA_PACKAGE = "io.delta:delta-spark_2.13:4.0.0"
 DELTA_CONF = {
     "spark.jars.packages": DELTA_PACKAGE,
@@ -49,7 +50,6 @@ DELTA_CONF = {
 # (2.25.53; hadoop-aws alone brings 2.24.6; both predate 2.30, whose default checksums break
 # S3-compatible stores). Its Azure, GCS and Hadoop-client dependencies are left out: S3 needs none,
 # pyspark ships the client, and hadoop-cloud-storage 3.4.1 is not on Maven Central.
-# (spark-submit.sh reads these three lines too.)
 S3A_PACKAGE = "org.apache.hadoop:hadoop-aws:3.4.1,org.apache.spark:spark-hadoop-cloud_2.13:4.0.1"
 S3A_EXCLUDES = "org.apache.hadoop:hadoop-cloud-storage,org.apache.hadoop:hadoop-azure,com.google.cloud.bigdataoss:gcs-connector,org.apache.hadoop:hadoop-client-api,org.apache.hadoop:hadoop-client-runtime,org.eclipse.jetty:jetty-util,org.eclipse.jetty:jetty-util-ajax,com.squareup.okhttp3:okhttp,com.squareup.okio:okio,joda-time:joda-time,com.fasterxml.jackson.core:jackson-databind,com.fasterxml.jackson.core:jackson-annotations,com.fasterxml.jackson.dataformat:jackson-dataformat-cbor,org.apache.httpcomponents:httpclient,org.apache.httpcomponents:httpcore"
 S3A_COMMITTER = "magic"
