@@ -238,7 +238,8 @@ def cmd_score(args: argparse.Namespace) -> Outcome:
 
     as_of = parse_date(args.as_of, "--as-of") if args.as_of else None
     cfg = _config(ScoreConfig, args, "score", {
-        "engine": args.engine, "batch_rows": args.batch_rows, "output_format": args.output_format, "id_col": args.id_col})
+        "engine": args.engine, "batch_rows": args.batch_rows, "output_format": args.output_format, "id_col": args.id_col,
+        "explain": args.explain})
     check_output(args.out, {"features": args.features, "model": args.model})   # before a session starts
     spark = _session(args, "score", delta=_needs_delta(args, cfg.output_format))
     m = score_table(spark, args.features, args.model, args.out, cfg, as_of=as_of, fmt=args.input_format,
@@ -387,6 +388,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id-col", metavar="COL", help="id column (default customer_id)")
     p.add_argument("--engine", choices=["numpy", "keras"], help="numpy (default; no TensorFlow on executors) or keras")
     p.add_argument("--batch-rows", type=int, metavar="N", help="rows per Arrow batch (default 10000)")
+    p.add_argument("--explain", type=int, metavar="K",
+                   help="add reason codes: reason_1..reason_K, the feature table columns that raised each purchase "
+                        "score most, and reason_1_contribution.. by how much on the logit scale "
+                        f"(default {ScoreConfig.explain}: none)")
     _common(p, "score")
     p.set_defaults(handler=cmd_score)
 
@@ -423,7 +428,8 @@ EXAMPLES = {
     "score": ["--features data/features --model models/2024-10-01 --out data/predictions",
               "--features data/features --model models/2024-10-01 --out data/predictions --as-of 2024-10-01 "
               "--output-format delta",
-              "--features s3a://lake/features --model s3a://lake/models/m1 --out s3a://lake/predictions --json"],
+              "--features s3a://lake/features --model s3a://lake/models/m1 --out s3a://lake/predictions --json",
+              "--features data/features --model models/2024-10-01 --out data/predictions_explained --explain 3"],
     "demo": ["", "--out /tmp/demo --customers 20000 --epochs 20"],
 }
 

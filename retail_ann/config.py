@@ -74,10 +74,14 @@ class ScoreConfig:
     id_col: str = "customer_id"
     unique_ids: bool = True        # refuse a table with two rows for one id and date (a shuffle of the keys)
     file_tasks: bool = True        # a local feature table of ours, to local Parquet: tasks score its files with pyarrow
+    explain: int = 0               # reason codes: the K input columns that raised each purchase score most (0: none)
+    explain_steps: int = 4         # integrated-gradient steps behind each reason code (more: closer, dearer)
 
     def __post_init__(self) -> None:
         _require(self.engine in ("numpy", "keras"), "engine must be numpy or keras")
         _require(self.batch_rows > 0, "batch_rows must be positive")
+        _require(self.explain >= 0, "explain must be 0 (no reason codes) or a positive number of reasons")
+        _require(self.explain_steps > 0, "explain_steps must be positive")
         _require(self.output_format in OUTPUT_FORMATS, f"output_format must be one of {', '.join(OUTPUT_FORMATS)}")
 
 

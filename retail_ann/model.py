@@ -11,7 +11,7 @@ Weights format (a dict, saved as ``.npz``): ``W0, b0, W1, b1, ...`` for the Dens
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -253,31 +253,37 @@ def forward(weights: Mapping[str, np.ndarray], x: np.ndarray) -> np.ndarray:
     A row's output does not depend on the rows beside it: BLAS sums a row's products in an order
     that depends on the matrix shape and the row's place in a partial tile, so the same row in
     batches of different sizes could differ in the last bit. Here every product is of
-    ``FORWARD_ROWS`` rows (a whole number of tiles), whichever batch a row came in (Spark's Arrow
-    batches or a file's row groups), so every scoring path gives the same bits."""
+    ``FORWARD_ROWS`` rows (a whole number of tiles, see ``in_blocks``), whichever batch a row came
+    in (Spark's Arrow batches or a file's row groups), so every scoring path gives the same bits."""
     h = np.asarray(x, dtype=np.float32)
     if h.ndim != 2 or h.shape[1] != weights["W0"].shape[0]:
         raise ValueError(f"forward expects (n, {weights['W0'].shape[0]}) inputs, got {h.shape}")
-    n = len(h)
-    chunks = []
-    for start in range(0, max(n, 1), FORWARD_ROWS):
-        chunk = h[start:start + FORWARD_ROWS]
-        if len(chunk) < FORWARD_ROWS:   # only the last one is padded (and cut back after)
-            chunk = np.concatenate([chunk, np.zeros((FORWARD_ROWS - len(chunk), h.shape[1]), np.float32)])
-        chunks.append(_layers(weights, chunk))
-    out = np.concatenate(chunks)[:n]
+    out = in_blocks(lambda chunk: _layers(weights, chunk), h)
     return out[:, 0] if out.shape[1] == 1 else out
+
+
+def in_blocks(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
+    """``fn`` applied to ``x`` in blocks of exactly ``FORWARD_ROWS`` rows (only the last one padded
+    with zeros, and cut back after), so a row's result never depends on the batch it came in."""
+    chunks = []
+    for start in range(0, max(len(x), 1), FORWARD_ROWS):
+        chunk = x[start:start + FORWARD_ROWS]
+        if len(chunk) < FORWARD_ROWS:
+            chunk = np.concatenate([chunk, np.zeros((FORWARD_ROWS - len(chunk), x.shape[1]), x.dtype)])
+        chunks.append(fn(chunk))
+    return np.concatenate(chunks)[:len(x)]
 
 
 def _layers(weights: Mapping[str, np.ndarray], h: np.ndarray) -> np.ndarray:
     for i, act in enumerate(weights["activations"]):
         h = h @ weights[f"W{i}"]
         h += weights[f"b{i}"]
-        h = _activate(h, str(act))
+        h = activate(h, str(act))
     return h
 
 
-def _activate(z: np.ndarray, act: str) -> np.ndarray:
+def activate(z: np.ndarray, act: str) -> np.ndarray:
+    """``act`` applied to pre-activations ``z`` (in place where numpy allows)."""
     if act == "relu":
         return np.maximum(z, 0, out=z)
     if act == "sigmoid":

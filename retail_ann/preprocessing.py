@@ -410,6 +410,15 @@ class FeatureSpec:
     def from_json(cls, text: str) -> "FeatureSpec":
         return cls.from_dict(json.loads(text))
 
+    def reference_row(self) -> pa.Table:
+        """One row of the training rows' typical customer: each numeric input at its imputation
+        value (the median unless ``imputation="mean"``), each categorical at its most frequent
+        level (reason codes measure from it)."""
+        columns = {f.name: pa.array([f.impute], pa.float64()) for f in self.numeric}
+        columns.update({c.name: pa.array([c.levels[0] if c.levels else None], pa.string())
+                        for c in self.categorical})
+        return pa.table(columns)
+
     def complete_rows(self, df: pd.DataFrame) -> np.ndarray:
         """Boolean mask of rows with no missing numeric input (used by ``imputation="drop"``)."""
         ok = np.ones(len(df), dtype=bool)

@@ -44,6 +44,12 @@ PREDICTED_SPEND = "predicted_spend"
 MODEL_VERSION = "model_version"
 SCORED_AT = "scored_at"
 
+
+def reason_columns(k: int) -> list[tuple[str, str]]:
+    """``(reason_i, reason_i_contribution)`` for i = 1..k: ``score --explain K``'s columns, the
+    feature table column that raised the purchase score i-th most and by how much (logit scale)."""
+    return [(f"reason_{i}", f"reason_{i}_contribution") for i in range(1, k + 1)]
+
 # --- quarantine ------------------------------------------------------------------------------
 REJECT_REASON = "reject_reason"
 CORRUPT_RECORD = "_corrupt_record"   # Spark's PERMISSIVE JSON/CSV reader puts a malformed line here

@@ -38,12 +38,13 @@ from retail_ann.artifact import Artifact, load_artifact
 from retail_ann.targets import PURCHASE, SPEND, NetworkRunner
 from retail_ann.config import ScoreConfig
 from retail_ann.errors import InputError
+from retail_ann.explain import Explainer, ReasonCodes
 from retail_ann.logs import stage
 from retail_ann.preprocessing import column_types_of
 from retail_ann.publish import publish_delta_partitions, publish_partitions, publish_written
 from retail_ann.schemas import (
     AS_OF_DATE, CORRUPT_RECORD, CUSTOMER_ID, MODEL_VERSION, PREDICTED_PURCHASE, PREDICTED_SPEND, PURCHASE_PROBABILITY,
-    REJECT_REASON, SCORED_AT, is_blank, with_reject_reason,
+    REJECT_REASON, SCORED_AT, is_blank, reason_columns, with_reject_reason,
 )
 
 log = logging.getLogger(__name__)
@@ -54,23 +55,33 @@ _keras_models: OrderedDict[tuple[str, str, str], object] = OrderedDict()
 _keras_lock = threading.Lock()
 
 
-def prediction_schema(artifact: Artifact, id_field: T.StructField) -> T.StructType:
-    """Output columns: the id, what the artifact's tasks predict, model version, time, as-of date."""
+def prediction_schema(artifact: Artifact, id_field: T.StructField, reasons: ReasonCodes | None = None) -> T.StructType:
+    """Output columns: the id, what the artifact's tasks predict, the reason codes asked for, model
+    version, time, as-of date."""
     fields = [T.StructField(id_field.name, id_field.dataType, True)]
     if PURCHASE in artifact.tasks:
         fields += [T.StructField(PURCHASE_PROBABILITY, T.DoubleType(), False),
                    T.StructField(PREDICTED_PURCHASE, T.IntegerType(), False)]
     if SPEND in artifact.tasks:
         fields.append(T.StructField(PREDICTED_SPEND, T.DoubleType(), False))
+    for name, value in reason_columns(reasons.k if reasons else 0):
+        fields += [T.StructField(name, T.StringType(), False), T.StructField(value, T.DoubleType(), False)]
     fields += [T.StructField(MODEL_VERSION, T.StringType(), False),
                T.StructField(SCORED_AT, T.TimestampType(), False),
                T.StructField(AS_OF_DATE, T.DateType(), False)]
     return T.StructType(fields)
 
 
-def check_compatible(df: DataFrame, artifact: Artifact, id_col: str, as_of: dt.date | None) -> None:
-    """Raise ``InputError`` listing every reason the table cannot be scored with the artifact."""
+def check_compatible(df: DataFrame, artifact: Artifact, id_col: str, as_of: dt.date | None,
+                     reasons: ReasonCodes | None = None) -> None:
+    """Raise ``InputError`` listing every reason the table cannot be scored with the artifact (and
+    give the reason codes asked for)."""
     problems = []
+    if reasons:
+        try:
+            reasons.check(artifact.spec, artifact.tasks)
+        except ValueError as e:
+            problems.append(str(e))
     if id_col not in df.columns:
         problems.append(f"missing id column {id_col}")
     if as_of is None and AS_OF_DATE not in df.columns:
@@ -219,13 +230,14 @@ def count_imputed(batch: pa.RecordBatch, columns: list[str]) -> dict[str, list[i
 
 def score_batches(
     batches: Iterator[pa.RecordBatch], shipped, id_col: str, as_of: dt.date | None,
-    scored_at: dt.datetime, engine: str, schema: pa.Schema, counts=None,
+    scored_at: dt.datetime, engine: str, schema: pa.Schema, counts=None, reasons: ReasonCodes | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Executor side of ``mapInArrow``: score each Arrow batch. ``shipped`` is a broadcast of the
     artifact or the artifact itself; ``counts`` (a ``ValueCounts`` accumulator, or None) gathers
-    the nulls and non-finite values the transform imputes."""
+    the nulls and non-finite values the transform imputes; ``reasons`` adds reason codes."""
     artifact: Artifact = shipped.value if hasattr(shipped, "value") else shipped
     run = network_runner(artifact, engine)
+    explainer = Explainer(artifact.spec, artifact.weights[PURCHASE], reasons.steps) if reasons else None
     scored_micros = int(scored_at.timestamp() * 1_000_000)
     as_of_days = (as_of - dt.date(1970, 1, 1)).days if as_of is not None else 0
     numeric = [f.name for f in artifact.spec.numeric]
@@ -234,10 +246,13 @@ def score_batches(
             n = batch.num_rows
             if counts is not None:
                 counts.add(count_imputed(batch, numeric))
-            preds = artifact.predict_matrix(artifact.spec.transform(batch), run)
+            x = artifact.spec.transform(batch)
+            preds = artifact.predict_matrix(x, run)
             check_predictions(preds, artifact.path)
             cols = {id_col: batch.column(id_col)}
             cols.update({k: pa.array(v) for k, v in preds.items()})
+            if explainer is not None:
+                cols.update(reasons.columns(*explainer.top(x, reasons.k)))
             cols[MODEL_VERSION] = pa.array([artifact.version] * n, pa.string())
             cols[SCORED_AT] = pa.array(np.full(n, scored_micros, dtype=np.int64)).cast(pa.timestamp("us", tz="UTC"))
             if as_of is not None:
@@ -310,11 +325,12 @@ def _ship(spark: SparkSession, artifact: Artifact):
 def score_dataframe(
     spark: SparkSession, df: DataFrame, artifact: Artifact, id_col: str = "customer_id",
     as_of: dt.date | None = None, engine: str = "numpy", scored_at: dt.datetime | None = None,
-    counts=None,
+    counts=None, reasons: ReasonCodes | None = None,
 ) -> DataFrame:
     """Predictions for every row of ``df`` (lazy). Checks the table against the artifact first.
-    ``counts``: a ``ValueCounts`` accumulator for the imputed values (see ``score_batches``)."""
-    check_compatible(df, artifact, id_col, as_of)
+    ``counts``: a ``ValueCounts`` accumulator for the imputed values (see ``score_batches``);
+    ``reasons``: the reason codes to add."""
+    check_compatible(df, artifact, id_col, as_of, reasons)
     if engine not in ENGINES:
         raise InputError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
     if engine == "keras":   # the files load on executors: a missing one would fail there, obscurely
@@ -331,11 +347,11 @@ def score_dataframe(
         needed.append(AS_OF_DATE)
     else:
         df = df.where(F.col(AS_OF_DATE) == F.lit(as_of)) if AS_OF_DATE in df.columns else df
-    out_schema = prediction_schema(artifact, df.schema[id_col])
+    out_schema = prediction_schema(artifact, df.schema[id_col], reasons)
     arrow_schema = to_arrow_schema(out_schema)
     fn = partial(score_batches, shipped=_ship(spark, artifact), id_col=id_col, as_of=as_of,
                  scored_at=scored_at or dt.datetime.now(dt.timezone.utc), engine=engine, schema=arrow_schema,
-                 counts=counts)
+                 counts=counts, reasons=reasons)
     return df.select(*dict.fromkeys(needed)).mapInArrow(fn, out_schema)
 
 
@@ -387,11 +403,13 @@ def score_table(
     with stage("score.load", log):
         artifact = _load_model(spark, model_dir, cfg.engine)
         df = inputs.read_table(spark, features, fmt, version)
-        check_compatible(df, artifact, cfg.id_col, as_of)
+        reasons = ReasonCodes(cfg.explain, cfg.explain_steps) if cfg.explain else None
+        check_compatible(df, artifact, cfg.id_col, as_of, reasons)
         source, rejected = split_scorable(df, cfg.id_col, as_of)
         counts = _value_counts(spark)
         scored_at = dt.datetime.now(dt.timezone.utc)
-        predictions = score_dataframe(spark, source, artifact, cfg.id_col, as_of, cfg.engine, scored_at, counts)
+        predictions = score_dataframe(spark, source, artifact, cfg.id_col, as_of, cfg.engine, scored_at, counts,
+                                      reasons)
     with stage("score.count_input", log) as s:
         n_rejected = rejected.select(REJECT_REASON).count()   # reads the id and date columns only
         # a feature table of ours vouches for its keys in its manifests; anything else is checked
@@ -430,6 +448,9 @@ def score_table(
             "as_of_dates": [d.isoformat() for d in dates], "rows_in": rows_in, "rows_out": rows_out,
             "batch_rows": cfg.batch_rows, "keys": keys, "rows_rejected": n_rejected, **({"rejected_to": rejected_to} if n_rejected else {}),
             **({"imputed": imputed} if imputed is not None else {}),
+            **({"reasons": {"k": reasons.k, "steps": reasons.steps, "scale": "logit",
+                            "method": "integrated gradients from the training rows' typical customer"}}
+               if reasons else {}),
             "seconds": seconds, "rows_per_s": round(rows_in / max(seconds, 1e-9)),
             "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }
@@ -443,8 +464,9 @@ def score_table(
                 from retail_ann.file_scoring import COMMITTER, score_files
 
                 def write(staging: str) -> str:
-                    schema = to_arrow_schema(prediction_schema(artifact, source.schema[cfg.id_col]))
-                    score_files(spark, artifact, files, cfg.id_col, cfg.batch_rows, scored_at, schema, counts, staging)
+                    schema = to_arrow_schema(prediction_schema(artifact, source.schema[cfg.id_col], reasons))
+                    score_files(spark, artifact, files, cfg.id_col, cfg.batch_rows, scored_at, schema, counts, staging,
+                                reasons)
                     return COMMITTER
 
                 written = publish_written(spark, write, out, AS_OF_DATE, [d.isoformat() for d in dates], rows_in,

@@ -343,3 +343,39 @@ def test_keras_networks_are_cached_per_worker_in_a_bounded_lru(trained_model):
         scoring._keras_network(dataclasses.replace(artifact, version=f"v{v}"), "purchase")
     assert len(scoring._keras_models) == scoring.KERAS_CACHE_SIZE
     assert (artifact.path, artifact.version, "purchase") not in scoring._keras_models
+
+
+def test_reason_codes_come_with_the_same_predictions_on_both_paths(spark, shop, trained_model, scored, tmp_path):
+    """--explain 3: three feature table columns per row, contributions in decreasing order, the
+    predictions unchanged, and the file-task and mapInArrow paths agree to the bit; more reasons
+    than input columns are refused before any work."""
+    from retail_ann.schemas import reason_columns
+
+    artifact = load_artifact(trained_model["dir"])
+    runs = {}
+    for file_tasks in (True, False):
+        out = tmp_path / f"explained_{file_tasks}"
+        manifest = score_table(spark, str(shop["features"]), str(trained_model["dir"]), str(out),
+                               ScoreConfig(explain=3, file_tasks=file_tasks))
+        assert manifest["reasons"]["k"] == 3 and manifest["committer"] == (COMMITTER if file_tasks else "file")
+        runs[file_tasks] = spark.read.parquet(str(out)).drop(SCORED_AT)
+    fast, slow = runs[True], runs[False]
+    assert fast.exceptAll(slow).count() == 0 and slow.exceptAll(fast).count() == 0
+    plain = spark.read.parquet(str(scored["out"])).select(*VALUE_COLS)
+    assert fast.select(*VALUE_COLS).exceptAll(plain).count() == 0
+
+    rows = fast.toPandas()
+    names = [n for n, _ in reason_columns(3)]
+    values = rows[[v for _, v in reason_columns(3)]].to_numpy()
+    assert set(np.unique(rows[names].to_numpy())) <= set(artifact.spec.input_columns)
+    assert (rows[names].nunique(axis=1) == 3).all()           # three different columns a row
+    assert (np.diff(values, axis=1) <= 0).all() and np.isfinite(values).all()
+    # the reasons point where the score is: a likelier buyer has more pushing it up
+    high = rows[PURCHASE_PROBABILITY] > rows[PURCHASE_PROBABILITY].quantile(0.9)
+    low = rows[PURCHASE_PROBABILITY] < rows[PURCHASE_PROBABILITY].quantile(0.1)
+    assert values[high.to_numpy(), 0].mean() > values[low.to_numpy(), 0].mean()
+
+    with pytest.raises(InputError, match="more reasons than the model's"):
+        score_table(spark, str(shop["features"]), str(trained_model["dir"]), str(tmp_path / "x"),
+                    ScoreConfig(explain=len(artifact.spec.input_columns) + 1))
+    assert not (tmp_path / "x").exists()
