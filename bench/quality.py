@@ -32,7 +32,9 @@ the same test rows:
 
 Each figure has a 95 % bootstrap interval over test rows (the same draws for every model, so the
 ``ANN - peer`` rows are paired intervals of the difference): a difference whose interval holds 0 is
-no win.
+no win. ``ANN before calibration`` is not a peer: the purchase network's own probability on the
+same rows (from the model's weights, before the calibration ``score`` applies; the same
+decisions), so that ``ANN - ANN before calibration`` shows what calibration does to the Brier.
 """
 from __future__ import annotations
 
@@ -63,6 +65,7 @@ RESULTS = ROOT / "bench" / "RESULTS.md"
 SHOPPERS_CATEGORICAL = ["Month", "OperatingSystems", "Browser", "Region", "TrafficType", "VisitorType", "Weekend"]
 OUT_OF_TIME_TEST_MONTHS = ("Nov", "Dec")
 ANN = "ANN (retail-ann)"
+UNCALIBRATED = "ANN before calibration"
 LGBM = dict(n_estimators=300, learning_rate=0.03, num_leaves=15, verbose=-1)
 PURCHASE_FIGURES = ("roc_auc", "pr_auc", "f1", "brier")
 SPEND_FIGURES = ("r2", "mae", "rmse", "gini", "spearman", "decile_mape")
@@ -99,7 +102,8 @@ def cli(*args: str) -> None:
 def ann_predictions(train: str, test: str, out: Path, id_col: str, tiny: bool, config: Path | None = None,
                     score_args: tuple[str, ...] = ()) -> pd.DataFrame:
     """``train --test-features`` then ``score`` of the test table: the predictions table, by id, with
-    the model's stored threshold in ``attrs``."""
+    the model's stored threshold in ``attrs`` and, in ``network_probability``, the purchase
+    network's own probability before the calibration ``score`` applies."""
     model, predictions = out / "model", out / "predictions"
     shutil.rmtree(predictions, ignore_errors=True)
     cli("train", "--features", train, "--test-features", test, "--out", str(model), "--id-col", id_col,
@@ -108,13 +112,25 @@ def ann_predictions(train: str, test: str, out: Path, id_col: str, tiny: bool, c
     spec = json.loads((model / "feature_spec.json").read_text())
     pred = pd.read_parquet(predictions).set_index(id_col)
     pred.attrs["threshold"] = spec["targets"].get("purchase", {}).get("threshold")
+    if "purchase" in spec["targets"]:
+        from retail_ann.artifact import load_artifact
+        from retail_ann.model import forward
+
+        artifact, rows = load_artifact(model), pd.read_parquet(test)
+        raw = pd.Series(forward(artifact.weights["purchase"], artifact.spec.transform(rows)), index=rows[id_col].astype(str))
+        pred["network_probability"] = raw.loc[pred.index.astype(str)].to_numpy()
     return pred
 
 
 def ann_models(pred: pd.DataFrame) -> dict[str, dict]:
-    """The ANN's purchase figures' inputs from its predictions: probability, decision, threshold."""
-    return {ANN: {"p": pred["purchase_probability"].to_numpy(), "decision": pred["predicted_purchase"].to_numpy(),
-                  "threshold": pred.attrs["threshold"]}}
+    """The ANN's purchase figures' inputs from its predictions: probability, decision, threshold;
+    and its network's probability before calibration (the same decisions), so that the table shows
+    what calibration changes."""
+    decision = pred["predicted_purchase"].to_numpy()
+    return {ANN: {"p": pred["purchase_probability"].to_numpy(), "decision": decision,
+                  "threshold": pred.attrs["threshold"]},
+            UNCALIBRATED: {"p": pred["network_probability"].to_numpy(), "decision": decision,
+                           "threshold": pred.attrs["threshold"]}}
 
 
 # ------------------------------------------------------------------------------------- the peers

@@ -22,6 +22,10 @@ columns to Parquet (the write is part of the work):
 
 - ``score``: ``python -m retail_ann.cli score``, its default path (file tasks for a table of ours);
 - ``score-arrow``: the same with ``file_tasks: false`` (``mapInArrow``);
+- ``score-explain``: ``score --explain 3``, the default path with three reason codes a row
+  (not a peer: what reason codes cost);
+- ``score-no-drift``: ``score --set drift=false``, without counting the inputs' training bins
+  (what drift counting costs);
 - ``passthrough``: Spark reads the input columns, a ``mapInArrow`` returns the prediction schema
   filled with constants, Spark writes it: the floor of Spark's Python path;
 - ``predict_batch_udf``: ``pyspark.ml.functions.predict_batch_udf`` whose predict function loads
@@ -76,8 +80,10 @@ from retail_ann.schemas import (  # noqa: E402
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
 MASTER = "local[2]"
-SCORERS = ("score", "score-arrow", "passthrough", "predict_batch_udf", "mlflow", "plain")
-EXACT = ("score", "score-arrow", "mlflow", "plain")   # numpy forward pass: bit-identical to score's
+SCORERS = ("score", "score-arrow", "score-explain", "score-no-drift", "passthrough", "predict_batch_udf", "mlflow",
+           "plain")
+EXACT = ("score", "score-arrow", "score-explain", "score-no-drift", "mlflow", "plain")   # numpy: bit-identical to score's
+EXPLAIN = 3   # reasons a row for score-explain
 # the Keras forward pass (predict_batch_udf) against numpy's, |difference| <= absolute + relative x |score's|:
 # float32 rounding, a few units in the last place; spend is in currency, so relative past 2e-7 absolute
 TOLERANCE = {PURCHASE_PROBABILITY: (2e-7, 0.0), PREDICTED_SPEND: (2e-7, 1e-6)}
@@ -337,6 +343,11 @@ def scorer_command(name: str, table: Path, model: Path, out: Path, work: Path) -
     """The command line of scorer ``name`` from ``table`` to ``out``."""
     if name == "score":
         return cli("score", "--features", str(table), "--model", str(model), "--out", str(out))
+    if name == "score-no-drift":
+        return cli("score", "--features", str(table), "--model", str(model), "--out", str(out), "--set", "drift=false")
+    if name == "score-explain":
+        return cli("score", "--features", str(table), "--model", str(model), "--out", str(out),
+                   "--explain", str(EXPLAIN))
     if name == "score-arrow":
         return cli("score", "--features", str(table), "--model", str(model), "--out", str(out),
                    "--config", str(work / "score_arrow.yaml"))
@@ -479,6 +490,13 @@ def report(names: list[str], runs: dict[str, list[Run]], checks: dict[str, Check
         ratio = cpu["predict_batch_udf"] / cpu["score"]
         lines += ["", f"score ÷ predict_batch_udf in rows per CPU-second: **{ratio:.2f}** (goal ≥ 3: "
                       f"{'met' if ratio >= 3 else 'not met'})."]
+    if {"score", "score-explain"} <= set(cpu):
+        ratio = cpu["score-explain"] / cpu["score"]
+        lines += ["", f"score --explain {EXPLAIN} ÷ score in CPU-seconds: **{ratio:.2f}** (goal ≤ 1.5: "
+                      f"{'met' if ratio <= 1.5 else 'not met'})."]
+    if {"score", "score-no-drift"} <= set(cpu):
+        lines += ["", f"score (drift counted, the default) ÷ score --set drift=false in CPU-seconds: "
+                      f"**{cpu['score'] / cpu['score-no-drift']:.2f}**."]
     return "\n".join(lines)
 
 

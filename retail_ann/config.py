@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from retail_ann.calibration import METHODS as CALIBRATION_METHODS
 from retail_ann.errors import ConfigError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"   # the checkout's (or an editable install's)
@@ -76,12 +77,15 @@ class ScoreConfig:
     file_tasks: bool = True        # a local feature table of ours, to local Parquet: tasks score its files with pyarrow
     explain: int = 0               # reason codes: the K input columns that raised each purchase score most (0: none)
     explain_steps: int = 4         # integrated-gradient steps behind each reason code (more: closer, dearer)
+    drift: bool = True             # count each input's bins as it is scored: PSI against training in the manifest
+    drift_bound: float = 0.25      # PSI past which an input column is named as drifted (a warning line)
 
     def __post_init__(self) -> None:
         _require(self.engine in ("numpy", "keras"), "engine must be numpy or keras")
         _require(self.batch_rows > 0, "batch_rows must be positive")
         _require(self.explain >= 0, "explain must be 0 (no reason codes) or a positive number of reasons")
         _require(self.explain_steps > 0, "explain_steps must be positive")
+        _require(self.drift_bound > 0, "drift_bound must be positive")
         _require(self.output_format in OUTPUT_FORMATS, f"output_format must be one of {', '.join(OUTPUT_FORMATS)}")
 
 
@@ -164,6 +168,7 @@ def default_config_path(job: str) -> Path | Traversable | None:
 
 TRAIN_TASKS = ("auto", "purchase", "spend", "both")
 SPEND_TARGETS = ("two_stage", "ziln", "log1p", "raw")
+CALIBRATIONS = ("auto", *CALIBRATION_METHODS)
 
 
 @dataclass
@@ -197,11 +202,13 @@ class TrainConfig:
     ensemble: int = 1                  # >1: this many MLPs per network, trained together, merged into one
     ensemble_validation: str = "shared"  # shared: all members hold back the same rows; folds: each its own
     threshold: float | None = None     # decision threshold; None: the F1-maximising one on validation rows
+    calibration: str = "auto"          # auto (lowest cross-validated Brier on validation rows) | none | platt | isotonic
     imputation: str = "median"         # median | mean | drop (drop rows with missing numeric values)
     skew_threshold: float = 1.0        # log-transform numeric columns whose training skewness exceeds this
     min_category_count: int = 10       # rarer levels fold into the unknown bucket
     max_levels: int = 50               # most levels one categorical column keeps
     ple_bins: int = 0                  # piecewise-linear encoding bins per numeric column (0: off)
+    segment_columns: list[str] = field(default_factory=list)  # more columns to break the test metrics down by
     spend_target: str = "two_stage"    # two_stage: P(buy) x E[spend | buy] (Poisson net on buyers); ziln; log1p; raw (MSE)
     report: bool = True                # write report.html and its plots
     allow_incomplete_labels: bool = False  # train on partitions whose manifest says labels_complete: false
@@ -209,6 +216,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if isinstance(self.categorical, str):
             self.categorical = [c.strip() for c in self.categorical.split(",") if c.strip()]
+        if isinstance(self.segment_columns, str):
+            self.segment_columns = [c.strip() for c in self.segment_columns.split(",") if c.strip()]
         if isinstance(self.exclude, str):
             self.exclude = [c.strip() for c in self.exclude.split(",") if c.strip()]
         if isinstance(self.hidden_units, str):
@@ -230,6 +239,7 @@ class TrainConfig:
         _require(self.l2 >= 0 and self.learning_rate > 0, "l2 must be >= 0 and learning_rate positive")
         _require(0 <= self.ema_momentum < 1, "ema_momentum must be in [0, 1)")
         _require(self.threshold is None or 0 < self.threshold < 1, "threshold must be between 0 and 1")
+        _require(self.calibration in CALIBRATIONS, f"calibration must be one of {', '.join(CALIBRATIONS)}")
         _require(self.min_category_count >= 1 and self.max_levels >= 1, "min_category_count and max_levels must be >= 1")
         _require(0 <= self.ple_bins <= 64, "ple_bins must be in 0..64")
         _require(1 <= self.ensemble <= 16, "ensemble must be in 1..16")

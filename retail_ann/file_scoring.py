@@ -57,6 +57,7 @@ def units(files: dict[str, list[str]], cores: int) -> list[tuple[str, str, list[
 def score_files(
     spark: SparkSession, artifact: Artifact, files: dict[str, list[str]], id_col: str, batch_rows: int,
     scored_at: dt.datetime, schema: pa.Schema, counts, staging: str, reasons: ReasonCodes | None = None,
+    drift: bool = False,
 ) -> list[tuple[str, int]]:
     """Score every file of ``files`` (``{as-of date: data files}``) into
     ``staging/as_of_date=<date>/``; returns the (file, rows) each succeeded task wrote. Files of
@@ -71,7 +72,7 @@ def score_files(
 
     def task(index: int, items):
         return [_score_unit(index, unit, shipped, needed, id_col, batch_rows, scored_at, schema, out_schema, counts,
-                            root, reasons) for unit in items]
+                            root, reasons, drift) for unit in items]
 
     rdd = spark.sparkContext.parallelize(work, max(len(work), 1))
     committed = rdd.mapPartitionsWithIndex(task).collect()
@@ -87,7 +88,7 @@ def score_files(
 
 def _score_unit(index: int, unit: tuple[str, str, list[int]], shipped, needed: list[str], id_col: str,
                 batch_rows: int, scored_at: dt.datetime, schema: pa.Schema, out_schema: pa.Schema, counts,
-                root: Path, reasons: ReasonCodes | None) -> tuple[str, int]:
+                root: Path, reasons: ReasonCodes | None, drift: bool) -> tuple[str, int]:
     """Executor side: score one unit into its own file, named by unit and attempt."""
     from pyspark import TaskContext
 
@@ -103,7 +104,7 @@ def _score_unit(index: int, unit: tuple[str, str, list[int]], shipped, needed: l
     rows = 0
     with pq.ParquetWriter(target, out_schema, compression="snappy") as writer:
         for batch in score_batches(batches, shipped, id_col, dt.date.fromisoformat(date), scored_at, "numpy",
-                                   schema, counts, reasons):
+                                   schema, counts, reasons, drift):
             writer.write_batch(batch.drop_columns([AS_OF_DATE]))
             rows += batch.num_rows
     if os.environ.get(FAIL_ATTEMPT_ENV) and ctx is not None and ctx.attemptNumber() == 0:

@@ -41,7 +41,8 @@ first), plus a last ``<col>=__unknown__`` column that takes rare, unseen and (wh
 level of its own) missing values.
 
 ``targets`` is a small model-meta section that training fills in (decision threshold for the
-purchase label, spend target transform); the spec itself never reads it.
+purchase label, spend target transform); the spec itself never reads it. ``profile`` holds each
+input's distribution on the training rows, for drift at scoring (``retail_ann.drift``).
 """
 from __future__ import annotations
 
@@ -207,6 +208,7 @@ class FeatureSpec:
     dropped: dict[str, str] = field(default_factory=dict)
     n_rows: int = 0
     targets: dict[str, Any] = field(default_factory=dict)
+    profile: dict[str, Any] = field(default_factory=dict)   # training distributions (drift.fit_profile)
 
     # ----------------------------------------------------------------------------------- fit
     @classmethod
@@ -383,6 +385,7 @@ class FeatureSpec:
             "n_rows": self.n_rows,
             "feature_names": self.feature_names,
             "targets": self.targets,
+            "profile": self.profile,
         }
 
     @classmethod
@@ -397,6 +400,7 @@ class FeatureSpec:
             dropped=dict(d.get("dropped", {})),
             n_rows=int(d.get("n_rows", 0)),
             targets=dict(d.get("targets", {})),
+            profile=dict(d.get("profile", {})),
         )
         names = d.get("feature_names")
         if names is not None and names != spec.feature_names:
@@ -637,6 +641,17 @@ def _norm_key(value: Any, boolean: bool) -> str:
         if low in _FALSE_WORDS:
             return "false"
     return key
+
+
+def numeric_column(batch, name: str) -> np.ndarray:
+    """Input column ``name`` of a pandas or Arrow batch as float64 (the values ``transform``
+    reads): NaN where missing; anything not finite is missing to ``transform``."""
+    return _column_getter(batch).numeric(name)
+
+
+def category_positions(batch, c: CategoricalFeature) -> np.ndarray:
+    """Each row's one-hot column within ``c``'s block (``len(c.levels)``: the unknown bucket)."""
+    return _level_codes(*_column_getter(batch).factorize(c.name), c)
 
 
 def _level_codes(codes: np.ndarray, uniques: list, c: CategoricalFeature) -> np.ndarray:

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from retail_ann.segments import MIN_ROWS
+
 PURCHASE_COLUMNS = ("roc_auc", "pr_auc", "best_f1", "f1", "precision", "recall", "accuracy", "brier",
                     "top_decile_lift", "threshold")
 SPEND_COLUMNS = ("r2", "mae", "rmse", "mean_actual", "mean_predicted")
@@ -64,7 +66,8 @@ def model_card(ctx: dict) -> str:
     if "purchase" in targets:
         t = targets["purchase"]
         out.append(f"- purchase: label `{t['label']}`, positive rate {t['positive_rate']:.3f} on fit rows; "
-                   f"decision threshold {t['threshold']:.4f} ({t['threshold_rule']})")
+                   f"decision threshold {t['threshold']:.4f} ({t['threshold_rule']}); probabilities calibrated: "
+                   f"{t.get('calibration', {}).get('method', 'none')} (chosen on validation rows)")
     if "spend" in targets:
         t = targets["spend"]
         how = {"two_stage": f"P(buy) x E[spend | buy] (gate: {t.get('gate')}); E[spend | buy] from buyers only (exponential output, Poisson deviance)",
@@ -142,10 +145,10 @@ def write_report(directory: str | Path, ctx: dict) -> list[str]:
         def diagonal(label):
             return lambda ax: ax.plot([0, 1], [0, 1], "k:", label=label)
 
-        def curve_plot(x_key, y_key, reference, xlabel, ylabel, title, file, style="-"):
-            """One curve per model from ``cs`` plus a reference line, saved as ``file``."""
+        def curve_plot(x_key, y_key, reference, xlabel, ylabel, title, file, style="-", extra=None):
+            """One curve per model from ``cs`` (and ``extra``) plus a reference line, saved as ``file``."""
             fig, ax = plt.subplots(figsize=(5, 4))
-            for name, c in cs.items():
+            for name, c in {**cs, **(extra or {})}.items():
                 ax.plot(c[x_key], c[y_key], style, label=name)
             reference(ax)
             ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
@@ -157,7 +160,9 @@ def write_report(directory: str | Path, ctx: dict) -> list[str]:
         curve_plot("recall", "precision", lambda ax: ax.axhline(float(np.mean(y)), color="k", ls=":", label="base rate"),
                    "recall", "precision", "Precision-recall (test)", "pr.png")
         curve_plot("cal_pred", "cal_true", diagonal("perfect"), "mean predicted probability", "observed rate",
-                   "Calibration (test)", "calibration.png", style="o-")
+                   "Calibration (test)", "calibration.png", style="o-",
+                   extra={"ann before calibration": curves(y, plots["purchase"]["p_uncalibrated"])}
+                   if "p_uncalibrated" in plots["purchase"] else None)
         curve_plot("gains_x", "gains_y", diagonal("random"), "share of customers contacted", "share of buyers reached",
                    "Cumulative gains (test)", "gains.png")
     hist = ctx.get("histories", {})
@@ -202,6 +207,8 @@ def report_html(ctx: dict, images: list[str]) -> str:
         parts += _purchase_html(metrics["purchase"], plots["purchase"], ctx)
     if "spend" in metrics:
         parts += _spend_html(metrics["spend"], plots["spend"], plots.get("purchase"))
+    if metrics.get("segments"):
+        parts += _segments_html(metrics["segments"])
     parts.append("<h2>Plots</h2>")
     parts += [f"<img src='{f}' alt='{f}'>" for f in images]
     parts += ["<h2>Model card</h2>", markdown_html(model_card(ctx)), "</body></html>"]
@@ -250,7 +257,7 @@ def _comparison_table(comparisons: list[dict], figure: str) -> str:
 def _purchase_html(metrics: dict, plot: dict, ctx: dict) -> list[str]:
     from sklearn.metrics import roc_auc_score
 
-    from retail_ann.analysis import against_baselines, calibration, confusion, deciles
+    from retail_ann.analysis import against_baselines, confusion, deciles
 
     y, preds = np.asarray(plot["y"]), {k: v for k, v in plot["p"].items() if k != "baseline_majority"}
     auc = lambda t, p: roc_auc_score(t, p) if t.min() != t.max() else float("nan")   # noqa: E731
@@ -267,16 +274,59 @@ def _purchase_html(metrics: dict, plot: dict, ctx: dict) -> list[str]:
              f"<p>Accuracy there is {c['accuracy']:.3f}; calling no one a buyer would score {c['majority_accuracy']:.3f}. "
              "The threshold maximises F1 on the validation rows, which trades some accuracy for finding buyers, so "
              "accuracy may sit below the majority class's.</p>",
-             "<h3>Calibration</h3>",
-             _html_table(["probability", "rows", "mean predicted", "observed"],
-                         [[b["bin"], str(b["rows"]), f"{b['mean_predicted']:.3f}", f"{b['observed']:.3f}"]
-                          for b in calibration(y, preds["ann"])]),
+             *_calibration_html(y, preds["ann"], plot.get("p_uncalibrated"),
+                                ctx["spec"].targets["purchase"].get("calibration", {})),
              *_importance_html(ctx["metrics"].get("importance", {}).get("purchase", {})),
              "<h3>Deciles of the purchase probability</h3>",
              _html_table(["decile", "customers", "buyers", "rate", "lift"],
                          [[str(r["decile"]), str(r["customers"]), str(r["buyers"]), f"{r['rate']:.3f}", f"{r['lift']:.2f}"]
                           for r in deciles(preds["ann"], y)])]
     return parts
+
+
+def _calibration_html(y: np.ndarray, p: np.ndarray, raw: np.ndarray | None, fitted: dict) -> list[str]:
+    """The calibration chosen, Brier before and after on the test rows, and the reliability bins."""
+    from retail_ann.analysis import calibration
+
+    def bins(probabilities):
+        return _html_table(["probability", "rows", "mean predicted", "observed"],
+                           [[b["bin"], str(b["rows"]), f"{b['mean_predicted']:.3f}", f"{b['observed']:.3f}"]
+                            for b in calibration(y, probabilities)])
+
+    method = fitted.get("method", "none")
+    tried = ", ".join(f"{k} {v:.4f}" for k, v in fitted.get("brier_cv", {}).items())
+    parts = ["<h3>Calibration</h3>",
+             f"<p>Calibration <b>{method}</b>, chosen on the validation rows"
+             + (f" (cross-validated Brier: {tried})" if tried else f" ({fitted.get('why', 'set in the config')})")
+             + ". The probabilities below, and the threshold, are the calibrated ones.</p>"]
+    if raw is not None:
+        brier = lambda q: float(np.mean((np.asarray(q, dtype=float) - y) ** 2))   # noqa: E731
+        parts.append(f"<p>Brier score on the test rows: {brier(raw):.4f} from the network, {brier(p):.4f} "
+                     "calibrated (lower is better).</p>")
+    parts.append(bins(p))
+    if raw is not None and method != "none":
+        parts += ["<h4>Before calibration</h4>", bins(raw)]
+    return parts
+
+
+def _segments_html(segments: list[dict]) -> list[str]:
+    """The test figures by segment, one row each (``segments.segment_metrics``)."""
+    figures = [("positive_rate", "buy rate"), ("mean_probability", "mean probability"), ("roc_auc", "ROC-AUC"),
+               ("brier", "Brier"), ("mean_spend", "mean spend"), ("mean_predicted_spend", "mean predicted spend"),
+               ("r2", "spend R²")]
+    shown = [(k, label) for k, label in figures if any(k in s for s in segments)]
+
+    def cell(v) -> str:
+        return "n/a" if v is None or (isinstance(v, float) and not np.isfinite(v)) else \
+            f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    return ["<h2>By segment (test rows)</h2>",
+            "<p>The same test rows cut by what was known at the cutoff; a segment with fewer than "
+            f"{MIN_ROWS} rows is left out. A model good on average can be poor for one group: compare the "
+            "ROC-AUC and the mean probability against the buy rate within each.</p>",
+            _html_table(["dimension", "segment", "rows", *[label for _, label in shown]],
+                        [[s["dimension"], s["segment"], str(s["rows"]), *[cell(s.get(k)) for k, _ in shown]]
+                         for s in segments])]
 
 
 def _importance_html(importance: dict[str, float], shown: int = 15) -> list[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import logging
 import tempfile
@@ -38,6 +39,7 @@ from retail_ann.artifact import Artifact, load_artifact
 from retail_ann.targets import PURCHASE, SPEND, NetworkRunner
 from retail_ann.config import ScoreConfig
 from retail_ann.errors import InputError
+from retail_ann.drift import count_values, summary as drift_summary
 from retail_ann.explain import Explainer, ReasonCodes
 from retail_ann.logs import stage
 from retail_ann.preprocessing import column_types_of
@@ -201,16 +203,20 @@ def _pinned_threads():
 
 
 class ValueCounts(AccumulatorParam):
-    """Spark accumulator of ``{column: [nulls, non-finite values]}``, summed across tasks."""
+    """Spark accumulator of ``{section: {column: [counts]}}``, summed element by element across
+    batches and tasks: ``imputed`` (``count_imputed``) and ``drift`` (``drift.count_values``)."""
 
     def zero(self, value: dict) -> dict:
         return {}
 
     def addInPlace(self, a: dict, b: dict) -> dict:
-        for column, (nulls, non_finite) in b.items():
-            have = a.setdefault(column, [0, 0])
-            have[0] += nulls
-            have[1] += non_finite
+        for section, columns in b.items():
+            have = a.setdefault(section, {})
+            for column, counts in columns.items():
+                if column in have:
+                    have[column] = [x + y for x, y in zip(have[column], counts)]
+                else:
+                    have[column] = list(counts)
         return a
 
 
@@ -231,10 +237,12 @@ def count_imputed(batch: pa.RecordBatch, columns: list[str]) -> dict[str, list[i
 def score_batches(
     batches: Iterator[pa.RecordBatch], shipped, id_col: str, as_of: dt.date | None,
     scored_at: dt.datetime, engine: str, schema: pa.Schema, counts=None, reasons: ReasonCodes | None = None,
+    drift: bool = False,
 ) -> Iterator[pa.RecordBatch]:
     """Executor side of ``mapInArrow``: score each Arrow batch. ``shipped`` is a broadcast of the
     artifact or the artifact itself; ``counts`` (a ``ValueCounts`` accumulator, or None) gathers
-    the nulls and non-finite values the transform imputes; ``reasons`` adds reason codes."""
+    the nulls and non-finite values the transform imputes and, with ``drift``, each input's values
+    in its training bins; ``reasons`` adds reason codes."""
     artifact: Artifact = shipped.value if hasattr(shipped, "value") else shipped
     run = network_runner(artifact, engine)
     explainer = Explainer(artifact.spec, artifact.weights[PURCHASE], reasons.steps) if reasons else None
@@ -245,7 +253,8 @@ def score_batches(
         for batch in batches:
             n = batch.num_rows
             if counts is not None:
-                counts.add(count_imputed(batch, numeric))
+                counts.add({"imputed": count_imputed(batch, numeric),
+                            **({"drift": count_values(artifact.spec, batch)} if drift else {})})
             x = artifact.spec.transform(batch)
             preds = artifact.predict_matrix(x, run)
             check_predictions(preds, artifact.path)
@@ -292,7 +301,7 @@ def _imputed_summary(counts, rows: int) -> dict | None:
     Spark ran twice (a lost executor) may count its batches twice: these are upper bounds then."""
     if counts is None:
         return None
-    per = counts.value
+    per = counts.value.get("imputed", {})
     non_finite = {c: v[1] for c, v in sorted(per.items()) if v[1]}
     if non_finite:
         log.warning("scoring imputed non-finite (NaN/inf) values: %s",
@@ -325,11 +334,11 @@ def _ship(spark: SparkSession, artifact: Artifact):
 def score_dataframe(
     spark: SparkSession, df: DataFrame, artifact: Artifact, id_col: str = "customer_id",
     as_of: dt.date | None = None, engine: str = "numpy", scored_at: dt.datetime | None = None,
-    counts=None, reasons: ReasonCodes | None = None,
+    counts=None, reasons: ReasonCodes | None = None, drift: bool = False,
 ) -> DataFrame:
     """Predictions for every row of ``df`` (lazy). Checks the table against the artifact first.
     ``counts``: a ``ValueCounts`` accumulator for the imputed values (see ``score_batches``);
-    ``reasons``: the reason codes to add."""
+    ``reasons``: the reason codes to add; ``drift``: count the inputs' training bins into ``counts``."""
     check_compatible(df, artifact, id_col, as_of, reasons)
     if engine not in ENGINES:
         raise InputError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
@@ -351,7 +360,7 @@ def score_dataframe(
     arrow_schema = to_arrow_schema(out_schema)
     fn = partial(score_batches, shipped=_ship(spark, artifact), id_col=id_col, as_of=as_of,
                  scored_at=scored_at or dt.datetime.now(dt.timezone.utc), engine=engine, schema=arrow_schema,
-                 counts=counts, reasons=reasons)
+                 counts=counts, reasons=reasons, drift=drift)
     return df.select(*dict.fromkeys(needed)).mapInArrow(fn, out_schema)
 
 
@@ -409,7 +418,7 @@ def score_table(
         counts = _value_counts(spark)
         scored_at = dt.datetime.now(dt.timezone.utc)
         predictions = score_dataframe(spark, source, artifact, cfg.id_col, as_of, cfg.engine, scored_at, counts,
-                                      reasons)
+                                      reasons, cfg.drift)
     with stage("score.count_input", log) as s:
         n_rejected = rejected.select(REJECT_REASON).count()   # reads the id and date columns only
         # a feature table of ours vouches for its keys in its manifests; anything else is checked
@@ -436,6 +445,11 @@ def score_table(
                          + (f"; {n_rejected} rejected to {rejected_to}" if n_rejected else ""))
     write_started = time.perf_counter()
 
+    @functools.cache   # once, after the write has filled the accumulator (it warns)
+    def drifted() -> dict | None:
+        return drift_summary(artifact.spec, counts.value.get("drift", {}), cfg.drift_bound) \
+            if counts is not None and cfg.drift else None
+
     def manifest(rows_out: int) -> dict:
         seconds = round(time.perf_counter() - write_started, 2)
         imputed = _imputed_summary(counts, rows_in)
@@ -448,6 +462,7 @@ def score_table(
             "as_of_dates": [d.isoformat() for d in dates], "rows_in": rows_in, "rows_out": rows_out,
             "batch_rows": cfg.batch_rows, "keys": keys, "rows_rejected": n_rejected, **({"rejected_to": rejected_to} if n_rejected else {}),
             **({"imputed": imputed} if imputed is not None else {}),
+            **({"drift": drifted()} if drifted() is not None else {}),
             **({"reasons": {"k": reasons.k, "steps": reasons.steps, "scale": "logit",
                             "method": "integrated gradients from the training rows' typical customer"}}
                if reasons else {}),
@@ -466,7 +481,7 @@ def score_table(
                 def write(staging: str) -> str:
                     schema = to_arrow_schema(prediction_schema(artifact, source.schema[cfg.id_col], reasons))
                     score_files(spark, artifact, files, cfg.id_col, cfg.batch_rows, scored_at, schema, counts, staging,
-                                reasons)
+                                reasons, cfg.drift)
                     return COMMITTER
 
                 written = publish_written(spark, write, out, AS_OF_DATE, [d.isoformat() for d in dates], rows_in,

@@ -3,7 +3,8 @@ they are judged on the test rows (``evaluate``), and, beside them, how the netwo
 predictions (``predictions``, ``spend_from_outputs``: numpy only, scoring runs them on executors).
 
 - ``PurchaseTarget``: will the customer buy in the horizon. A sigmoid network (binary
-  cross-entropy); the decision threshold is the F1-maximising one on validation rows (or fixed).
+  cross-entropy), its probabilities calibrated on the validation rows (``calibration``); the
+  decision threshold is the F1-maximising one of the calibrated validation probabilities (or fixed).
 - ``SpendTarget``: how much. ``cfg.spend_target`` chooses the networks:
 
   - ``two_stage`` (default): E[spend] = P(buy) x E[spend | buy]. The second network is trained on
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
+from retail_ann.calibration import apply as calibrate, fit_calibration
 from retail_ann.errors import InputError
 from retail_ann.model import forward, ziln_mean
 from retail_ann.schemas import PREDICTED_PURCHASE, PREDICTED_SPEND, PURCHASE_PROBABILITY
@@ -90,12 +92,16 @@ class PurchaseTarget:
         from retail_ann.networks import train_classifier
 
         model, history, p_val = train_classifier(keras, PURCHASE, rows, y, self.cfg)
+        cal = fit_calibration(y[rows.validation], p_val, self.cfg.calibration, self.cfg.seed)
+        p_val = calibrate(cal, p_val)   # the threshold is chosen on the probabilities scoring gives
         if self.cfg.threshold is not None:
             thr, rule = float(self.cfg.threshold), "fixed by configuration"
         else:
             thr, rule = best_f1_threshold(y[rows.validation], p_val)[0], "max F1 on validation rows"
         info = {"label": self.label, "threshold": round(float(thr), 6), "threshold_rule": rule,
-                "positive_rate": round(float(y[rows.fit].mean()), 6)}
+                "positive_rate": round(float(y[rows.fit].mean()), 6), "calibration": cal}
+        log.info("purchase calibration: %s (cross-validated Brier on the validation rows: %s)", cal["method"],
+                 ", ".join(f"{k} {v:.5f}" for k, v in cal.get("brier_cv", {}).items()) or cal.get("why", "-"))
         return Trained(info, {PURCHASE: model}, {PURCHASE: history}, p_val)
 
     def evaluate(self, trained: Trained, rows: "TrainingRows", y: np.ndarray, x_test: np.ndarray,
@@ -104,14 +110,16 @@ class PurchaseTarget:
         from retail_ann.metrics import classification_metrics, purchase_baselines
 
         thr = trained.info["threshold"]
-        p_test = forward(weights[PURCHASE], x_test)
+        raw = forward(weights[PURCHASE], x_test)
+        p_test = calibrate(trained.info["calibration"], raw)
         base, base_p = purchase_baselines(rows.x, y, rows.folds, x_test, y_test, self.cfg.seed)
-        metrics = {"ann": classification_metrics(y_test, p_test, thr), **base}
+        metrics = {"ann": {**classification_metrics(y_test, p_test, thr),
+                           "brier_uncalibrated": round(float(np.mean((raw - y_test) ** 2)), 6)}, **base}
         importance = _importance(x_test, y_test, lambda x: forward(weights[PURCHASE], x), self.blocks, self.cfg.seed)
         log.info("purchase test: ROC-AUC %.4f (logistic %.4f), F1 %.4f at %.3f (best %.4f)",
                  metrics["ann"]["roc_auc"] or float("nan"), metrics["baseline_logistic"]["roc_auc"] or float("nan"),
                  metrics["ann"]["f1"], thr, metrics["ann"]["best_f1"])
-        return Evaluation(metrics, {"y": y_test, "p": {"ann": p_test, **base_p}}, importance)
+        return Evaluation(metrics, {"y": y_test, "p": {"ann": p_test, **base_p}, "p_uncalibrated": raw}, importance)
 
 
 def _importance(x: np.ndarray, y: np.ndarray, predict, blocks: dict[str, list[int]], seed: int) -> dict[str, float]:
@@ -228,9 +236,10 @@ def predictions(
     out: dict[str, np.ndarray] = {}
     p = None
     if PURCHASE in tasks:
-        p = np.asarray(run(PURCHASE, x)).reshape(-1)
-        out[PURCHASE_PROBABILITY] = p
-        out[PREDICTED_PURCHASE] = (p >= float(targets[PURCHASE]["threshold"])).astype(np.int32)
+        p = np.asarray(run(PURCHASE, x)).reshape(-1)   # the network's: a two-stage spend's gate was trained on it
+        calibrated = calibrate(targets[PURCHASE].get("calibration"), p)
+        out[PURCHASE_PROBABILITY] = calibrated
+        out[PREDICTED_PURCHASE] = (calibrated >= float(targets[PURCHASE]["threshold"])).astype(np.int32)
     if SPEND in tasks:
         info = targets[SPEND]
         gate = None

@@ -34,6 +34,7 @@ import pandas as pd
 from retail_ann import __version__
 from retail_ann.artifact import VERSION_FILE, content_hash, write_artifact
 from retail_ann.config import TrainConfig
+from retail_ann.drift import fit_profile
 from retail_ann.errors import InputError
 from retail_ann.labels import (
     TEST_ROW_COL, check_sizes, drop_rows, feature_columns, label_arrays, resolve_task,
@@ -41,6 +42,7 @@ from retail_ann.labels import (
 from retail_ann.logs import stage
 from retail_ann.preprocessing import FeatureSpec
 from retail_ann.schemas import AS_OF_DATE, CORRUPT_RECORD, MALFORMED_RECORD
+from retail_ann.segments import masks, segment_metrics
 from retail_ann.splits import split_rows
 from retail_ann.targets import PURCHASE, SPEND, PurchaseTarget, SpendTarget
 
@@ -208,6 +210,7 @@ def train_frame(pdf: pd.DataFrame, out_dir: str, cfg: TrainConfig, data_info: di
         raise InputError(f"cannot build features from the training rows: {e}") from None
     log.info("feature spec: %d numeric (%d log-scaled), %d categorical inputs -> %d features",
              len(spec.numeric), sum(f.log for f in spec.numeric), len(spec.categorical), spec.n_features)
+    spec.profile = fit_profile(spec, pdf.iloc[split.train])   # what drift at scoring compares with
     x_all = spec.transform(pdf)
     rows, x_test = split.rows(x_all), x_all[split.test]
 
@@ -240,6 +243,12 @@ def train_frame(pdf: pd.DataFrame, out_dir: str, cfg: TrainConfig, data_info: di
     if importance:   # each input's permutation importance on the test rows (ROC-AUC fall)
         metrics["importance"] = importance
     plots = {name: e.plots for name, e in evaluations.items()}
+    by_segment = segment_metrics(
+        masks(pdf.iloc[split.test], cfg.segment_columns),
+        *((plots[PURCHASE]["y"], plots[PURCHASE]["p"]["ann"]) if PURCHASE in plots else (None, None)),
+        *((plots[SPEND]["y"], plots[SPEND]["p"]["ann"]) if SPEND in plots else (None, None)))
+    if by_segment:   # the test metrics by customer segment (new vs returning, location, age band, ...)
+        metrics["segments"] = by_segment
 
     spec.targets = targets
     spec_json = spec.to_json()

@@ -379,3 +379,24 @@ def test_reason_codes_come_with_the_same_predictions_on_both_paths(spark, shop, 
         score_table(spark, str(shop["features"]), str(trained_model["dir"]), str(tmp_path / "x"),
                     ScoreConfig(explain=len(artifact.spec.input_columns) + 1))
     assert not (tmp_path / "x").exists()
+
+
+def test_drift_names_the_one_input_shifted_threefold(spark, shop, trained_model, scored, tmp_path, caplog):
+    """The scoring pass counts each input in its training bins: the table the model was trained on
+    shows no drift; with one column multiplied by 3, that column and only it passes PSI 0.25."""
+    from retail_ann.features import TOTAL_TIME_S
+
+    quiet = scored["manifest"]["drift"]
+    assert quiet["drifted"] == [] and max(c["psi"] for c in quiet["columns"].values()) < 0.1
+    assert set(quiet["columns"]) == set(load_artifact(trained_model["dir"]).spec.input_columns)
+    shifted = spark.read.parquet(str(shop["features"])).withColumn(TOTAL_TIME_S, F.col(TOTAL_TIME_S) * 3)
+    path = tmp_path / "shifted"
+    shifted.write.partitionBy(AS_OF_DATE).parquet(str(path))
+    manifest = score_table(spark, str(path), str(trained_model["dir"]), str(tmp_path / "out"),
+                           ScoreConfig(unique_ids=False))
+    assert manifest["drift"]["drifted"] == [TOTAL_TIME_S]
+    assert any(f"drift: 1 input column(s) past PSI 0.25 against the training rows: {TOTAL_TIME_S}" in r.message
+               for r in caplog.records)
+    off = score_table(spark, str(path), str(trained_model["dir"]), str(tmp_path / "off"),
+                      ScoreConfig(unique_ids=False, drift=False))
+    assert "drift" not in off

@@ -406,7 +406,40 @@ def test_report_holds_the_sections_an_analyst_reads(trained):
     assert not re.search(r"^(#|- |\|)", card, re.M)   # no markdown left raw
     assert f"by retail-ann {metrics['retail_ann_version']}" in page and metrics["trained_at"] in page
     assert "training.png" in page and "calibration.png" in page
+    # by segment: the four locations cover the test rows, each with its own figures; "north" buys more
+    location = {s["segment"]: s for s in metrics["segments"] if s["dimension"] == "location"}
+    assert set(location) == {"north", "south", "east", "west"}
+    assert sum(s["rows"] for s in location.values()) == metrics["data"]["rows_test"]
+    assert all(0 <= s["positive_rate"] <= 1 and "r2" in s for s in location.values())
+    assert location["north"]["positive_rate"] > max(location[k]["positive_rate"] for k in ("south", "east", "west"))
+    assert {s["dimension"] for s in metrics["segments"]} == {"location", "age"}
+    assert ">By segment (test rows)</h2>" in page and "<td>north</td>" in page
+    # calibration: what was chosen on the validation rows, Brier before and after on the test rows
+    fitted = load_artifact(trained["out"]).spec.targets["purchase"]["calibration"]
+    assert f"Calibration <b>{fitted['method']}</b>, chosen on the validation rows" in page
+    brier = metrics["purchase"]["ann"]
+    assert f"Brier score on the test rows: {brier['brier_uncalibrated']:.4f} from the network, {brier['brier']:.4f} " \
+        "calibrated" in page
     # permutation importance per input column: every input of the spec, the ones the labels depend on first
     importance = metrics["importance"]["purchase"]
     assert set(importance) == set(load_artifact(trained["out"]).spec.input_columns) and ">What the model uses</h3>" in page
     assert set(list(importance)[:3]) & {"orders", "visits", "days_since_last"} and importance["age"] < 0.02
+
+
+def test_scoring_gives_the_calibrated_probability_and_decides_on_it(trained):
+    """The purchase probability a model gives is the network's, calibrated as the spec says (fitted
+    on the validation rows), and the stored threshold applies to it; the test Brier is the
+    calibrated one and the network's is kept beside it."""
+    from retail_ann.calibration import apply as calibrate
+    from retail_ann.model import forward
+    from retail_ann.schemas import PREDICTED_PURCHASE, PURCHASE_PROBABILITY
+
+    artifact = load_artifact(trained["out"])
+    fitted = artifact.spec.targets["purchase"]["calibration"]
+    assert fitted["method"] in ("none", "platt", "isotonic") and fitted["rows"] > 0
+    x = artifact.spec.transform(trained["pdf"].head(500))
+    got = artifact.predict_matrix(x)
+    np.testing.assert_array_equal(got[PURCHASE_PROBABILITY], calibrate(fitted, forward(artifact.weights["purchase"], x)))
+    np.testing.assert_array_equal(got[PREDICTED_PURCHASE], got[PURCHASE_PROBABILITY] >= artifact.threshold)
+    ann = json.loads((trained["out"] / "metrics.json").read_text())["purchase"]["ann"]
+    assert 0 < ann["brier"] < 0.25 and 0 < ann["brier_uncalibrated"] < 0.25
