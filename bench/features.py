@@ -36,8 +36,9 @@ script checks every input file has the schema's types.
 
 How it is measured. Each engine runs as a child of this process, which is made a child subreaper
 (Linux ``prctl``): the driver does not wait for the JVM pyspark starts, so the JVM (with any Python
-worker it leaves) is reparented here and reaped. CPU-seconds are user + system time of every process
-of the tree (``os.wait4``), wall from the start to the last process reaped, peak RSS that of the
+worker it leaves) is reparented here and reaped. CPU-seconds are what the tree's own cgroup was
+charged (``proctree``: every process, even those reaped by no one), else user + system time of every
+reaped process (``os.wait4``); wall from the start to the last process reaped, peak RSS that of the
 largest single process (``ru_maxrss``, not a sum over the tree). Both include start-up: interpreter,
 JVM and Spark session for retail-ann; interpreter and DuckDB import for DuckDB. retail-ann also
 writes its rejected rows to ``_rejected/``; DuckDB only counts them.
@@ -652,6 +653,8 @@ def report(args: argparse.Namespace, results: list[dict], argv: list[str]) -> st
 
     from retail_ann import __version__
 
+    sources = {r.cpu_source for res in results for runs in res["timings"].values() for r in runs}
+    cpu_source = "each tree's own cgroup" if sources == {"cgroup"} else "wait4 of the reaped processes"
     lines = ["| shop (customers x days) | valid rows: transactions / clickstream / customers | feature rows "
              "| retail-ann CPU-s | retail-ann wall s | DuckDB CPU-s | DuckDB wall s | CPU ratio | wall ratio "
              "| peak RSS MB, largest process (retail-ann / DuckDB) | load before → after |",
@@ -671,7 +674,7 @@ def report(args: argparse.Namespace, results: list[dict], argv: list[str]) -> st
               f"({args.threads} threads), retail-ann {__version__}; as of {args.as_of}, lookback {args.lookback_days} "
               f"days, horizon {args.horizon_days} days; {'with' if args.bad_rows else 'without'} the bad rows. "
               f"Medians of {args.rounds} interleaved round(s), each process tree whole (start-up included; the "
-              f"JVM reaped as an orphan); every round's two tables checked equal ({results[0]['columns']} columns, "
+              f"JVM reaped as an orphan; CPU-seconds from {cpu_source}); every round's two tables checked equal ({results[0]['columns']} columns, "
               f"floats to {REL_TOL:g} relative or {ABS_TOL:g} absolute), reject counts too. "
               "Ratios: retail-ann over DuckDB.\n")
     return header + "\n" + "\n".join(lines) + "\n"

@@ -39,10 +39,12 @@ columns to Parquet (the write is part of the work):
   and ``artifact.predict_matrix`` (numpy, BLAS on one thread as in ``score``), ``pyarrow.parquet``
   writes one file.
 
-CPU-seconds are those of the scorer's whole process tree: this process makes itself the child
-subreaper (``prctl``), so the JVM, which outlives the Python driver that started it, and Spark's
-Python workers come back to it and are reaped, and ``getrusage(RUSAGE_CHILDREN)`` counts them
-(without that, only the driver's Python is counted). Rounds interleave the scorers; medians are
+CPU-seconds are those of the scorer's whole process tree (``proctree.run_tree``): what the tree's own
+cgroup was charged, which counts Spark's Python workers too (pyspark's daemon lets the kernel reap
+them, so ``wait4`` never sees their time: figures before 2026-12-01 session 11 left it out for
+every Spark scorer); where no cgroup can be made, the reaped processes' rusage, and the table says
+so. This process is also the child subreaper (``prctl``), so the JVM, which outlives the Python
+driver that started it, is reaped here and the run ends with its last process. Rounds interleave the scorers; medians are
 reported. Then every output is joined with ``score``'s on ``customer_id``: the same ids, one to
 one, and ``purchase_probability`` and ``predicted_spend`` bit-identical for the numpy scorers,
 for the Keras one within float32 rounding (``TOLERANCE``: purchase_probability 2e-7, predicted_spend
@@ -437,7 +439,7 @@ def version_of(*dists: str) -> str:
     return "not installed"
 
 
-def facts(table: Path, model: Path, rounds: int, load_start: tuple[float, ...]) -> list[tuple[str, str]]:
+def facts(table: Path, model: Path, rounds: int, load_start: tuple[float, ...], cpu_source: str) -> list[tuple[str, str]]:
     from retail_ann.artifact import load_artifact
 
     partition = partition_of(table)
@@ -456,7 +458,14 @@ def facts(table: Path, model: Path, rounds: int, load_start: tuple[float, ...]) 
         ("model", f"{artifact.version}: {len(artifact.spec.input_columns)} input columns, "
                   f"{artifact.spec.n_features} model inputs, networks {', '.join(sorted(artifact.weights))}"),
         ("runs", f"{rounds} round(s), scorers interleaved, {MASTER}, {_batch_rows():,} rows per batch; medians"),
+        ("CPU-seconds from", cpu_source),
     ]
+
+
+def _cpu_source(runs: dict[str, list[Run]]) -> str:
+    sources = {r.cpu_source for rs in runs.values() for r in rs}
+    return ("each tree's own cgroup (Spark's Python workers included)" if sources == {"cgroup"} else
+            "wait4 of the reaped processes (Spark's Python workers, reaped by the kernel, are missing)")
 
 
 def score_path(predictions: Path, partition: str, names: list[str]) -> list[tuple[str, str]]:
@@ -539,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
     header = (f"### bench/score.py ({dt.date.today()})\n\n`{' '.join(['bench/score.py', *argv])}`: each scorer "
               "its own process, CPU-seconds of its whole process tree (JVM and Python workers included).\n")
     text = report(names, runs, checks, args.rows,
-                  facts(table, model, args.rounds, load_start) + score_path(predictions, partition, names))
+                  facts(table, model, args.rounds, load_start, _cpu_source(runs)) + score_path(predictions, partition, names))
     print(header + "\n" + text)
     failed = [n for n in names if not checks[n].ok]
     if failed:

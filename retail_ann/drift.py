@@ -98,3 +98,61 @@ def summary(spec: FeatureSpec, counts: dict[str, list[int]], bound: float) -> di
         log.warning("drift: %d input column(s) past PSI %g against the training rows: %s", len(drifted), bound,
                     ", ".join(f"{n} {columns[n]['psi']:.2f}" for n in drifted))
     return {"bound": bound, "drifted": drifted, "columns": columns}
+
+
+def bin_labels(spec: FeatureSpec, name: str) -> list[str]:
+    """What each profile bin of input column ``name`` holds, in the order of its shares."""
+    categorical = {c.name: c for c in spec.categorical}
+    if name in categorical:
+        return [*categorical[name].levels, "(other)"]
+    edges = [f"{e:.4g}" for e in spec.profile[name]["edges"]]
+    if not edges:
+        return ["all values", "missing"]
+    return [f"< {edges[0]}", *[f"{a} – {b}" for a, b in zip(edges[:-1], edges[1:])], f"≥ {edges[-1]}", "missing"]
+
+
+def report_html(spec: FeatureSpec, section: dict[str, Any], title: str, shown: int = 8) -> str:
+    """A page for people: every input column's PSI, worst first, and for the ``shown`` worst the
+    training and scored shares of each bin side by side (inline SVG, no files beside it)."""
+    import html
+
+    e = html.escape
+    worst = sorted(section["columns"], key=lambda n: -section["columns"][n]["psi"])
+    rows = "".join(
+        f"<tr><td>{e(n)}</td><td>{section['columns'][n]['psi']:.3f}</td>"
+        f"<td>{'past the bound' if n in section['drifted'] else ''}</td></tr>" for n in worst)
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>"
+             "body{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}"
+             "td:first-child,th:first-child{text-align:left}</style></head><body>",
+             f"<h1>{e(title)}</h1>",
+             f"<p>Population stability index of each input column against the model's training rows "
+             f"(bound {section['bound']:g}: {len(section['drifted'])} column(s) past it). Below 0.1 the "
+             "distribution is as in training; 0.1 to 0.25 it has moved; past 0.25 it has moved a lot, and the "
+             "model is scoring customers unlike those it learned from.</p>",
+             f"<table><tr><th>input column</th><th>PSI</th><th></th></tr>{rows}</table>"]
+    for name in worst[:shown]:
+        parts += [f"<h2>{e(name)}: PSI {section['columns'][name]['psi']:.3f}</h2>",
+                  _bars_svg(bin_labels(spec, name), spec.profile[name]["shares"], section["columns"][name]["shares"])]
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _bars_svg(labels: list[str], training: list[float], scored: list[float]) -> str:
+    """Horizontal bars, one pair per bin: training (grey) above scored (blue), shares in %."""
+    import html
+
+    row, width, left = 26, 420, 190
+    top = max(max(training, default=0), max(scored, default=0), 1e-9)
+    items = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{left + width + 70}' height='{row * len(labels) + 24}' "
+             "font-family='sans-serif' font-size='11'>",
+             "<rect x='0' y='2' width='10' height='8' fill='#999'/><text x='14' y='10'>training</text>"
+             "<rect x='80' y='2' width='10' height='8' fill='#3572b0'/><text x='94' y='10'>scored</text>"]
+    for i, (label, t, s) in enumerate(zip(labels, training, scored)):
+        y = 18 + i * row
+        items += [f"<text x='{left - 6}' y='{y + 14}' text-anchor='end'>{html.escape(label)}</text>",
+                  f"<rect x='{left}' y='{y + 2}' width='{width * t / top:.1f}' height='10' fill='#999'/>",
+                  f"<rect x='{left}' y='{y + 12}' width='{width * s / top:.1f}' height='10' fill='#3572b0'/>",
+                  f"<text x='{left + width * max(t, s) / top + 4:.1f}' y='{y + 16}'>{100 * t:.1f} → {100 * s:.1f} %</text>"]
+    items.append("</svg>")
+    return "".join(items)

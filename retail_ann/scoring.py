@@ -39,7 +39,7 @@ from retail_ann.artifact import Artifact, load_artifact
 from retail_ann.targets import PURCHASE, SPEND, NetworkRunner
 from retail_ann.config import ScoreConfig
 from retail_ann.errors import InputError
-from retail_ann.drift import count_values, summary as drift_summary
+from retail_ann.drift import count_values, report_html as drift_report, summary as drift_summary
 from retail_ann.explain import Explainer, ReasonCodes
 from retail_ann.logs import stage
 from retail_ann.preprocessing import column_types_of
@@ -445,10 +445,13 @@ def score_table(
                          + (f"; {n_rejected} rejected to {rejected_to}" if n_rejected else ""))
     write_started = time.perf_counter()
 
+    drift_page = f"{out.rstrip('/')}/_drift/{AS_OF_DATE}={'_'.join(d.isoformat() for d in dates)}.html"
+
     @functools.cache   # once, after the write has filled the accumulator (it warns)
     def drifted() -> dict | None:
-        return drift_summary(artifact.spec, counts.value.get("drift", {}), cfg.drift_bound) \
+        section = drift_summary(artifact.spec, counts.value.get("drift", {}), cfg.drift_bound) \
             if counts is not None and cfg.drift else None
+        return {**section, "report": io.absolute(drift_page, spark)} if section else None
 
     def manifest(rows_out: int) -> dict:
         seconds = round(time.perf_counter() - write_started, 2)
@@ -497,6 +500,9 @@ def score_table(
             s.rows = rows_in
     finally:
         spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", previous)
+    if drifted() is not None:   # for people: the PSI of every input, the worst ones' bins side by side
+        io.write_text(spark, drift_page, drift_report(
+            artifact.spec, drifted(), f"Drift of {', '.join(d.isoformat() for d in dates)} against model {artifact.version}"))
     log.info("scored %d rows with model %s (%s engine) at %d rows/s", rows_in, artifact.version, cfg.engine,
              written["rows_per_s"])
     return written

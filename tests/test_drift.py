@@ -49,3 +49,20 @@ def test_psi_is_zero_for_equal_shares_and_finite_for_an_empty_bin():
     assert psi([0.5, 0.5], [0.5, 0.5]) == 0
     assert 0 < psi([0.5, 0.5, 0.0], [0.4, 0.4, 0.2]) < 10
     np.testing.assert_allclose(psi([0.6, 0.4], [0.4, 0.6]), 0.2 * np.log(1.5) * 2)
+
+
+def test_the_drift_page_shows_the_worst_columns_bins_training_beside_scored():
+    from retail_ann.drift import bin_labels, report_html
+
+    train = frame(5000, 0)
+    spec = FeatureSpec.fit(train, min_category_count=1)
+    spec.profile = fit_profile(spec, train)
+    scored = frame(4000, 2)
+    scored["spend"] *= 3
+    s = summary(spec, count_values(spec, pa.Table.from_pandas(scored)), bound=0.25)
+    labels = bin_labels(spec, "spend")
+    assert len(labels) == len(spec.profile["spend"]["shares"]) and labels[-1] == "missing"
+    assert bin_labels(spec, "location") == ["DE", "FR", "IT", "__missing__", "(other)"]
+    page = report_html(spec, s, "drift", shown=2)
+    assert page.count("<svg") == 2 and page.index("<h2>spend: PSI") < page.index("<h2>", page.index("<h2>spend") + 1)
+    assert "1 column(s) past it" in page and page.count("past the bound") == 1

@@ -395,6 +395,10 @@ def test_drift_names_the_one_input_shifted_threefold(spark, shop, trained_model,
     manifest = score_table(spark, str(path), str(trained_model["dir"]), str(tmp_path / "out"),
                            ScoreConfig(unique_ids=False))
     assert manifest["drift"]["drifted"] == [TOTAL_TIME_S]
+    page = Path(manifest["drift"]["report"]).read_text()   # OUT/_drift/as_of_date=....html: the worst first
+    assert Path(manifest["drift"]["report"]) == tmp_path / "out" / "_drift" / "as_of_date=2024-07-01.html"
+    assert page.index(f"<h2>{TOTAL_TIME_S}: PSI") < page.index("<h2>", page.index(f"<h2>{TOTAL_TIME_S}") + 1)
+    assert page.count("<svg") == 8 and "past the bound" in page
     assert any(f"drift: 1 input column(s) past PSI 0.25 against the training rows: {TOTAL_TIME_S}" in r.message
                for r in caplog.records)
     off = score_table(spark, str(path), str(trained_model["dir"]), str(tmp_path / "off"),
