@@ -144,7 +144,7 @@ def _bars_svg(labels: list[str], training: list[float], scored: list[float]) -> 
 
     row, width, left = 26, 420, 190
     top = max(max(training, default=0), max(scored, default=0), 1e-9)
-    items = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{left + width + 70}' height='{row * len(labels) + 24}' "
+    items = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{left + width + 130}' height='{row * len(labels) + 24}' "
              "font-family='sans-serif' font-size='11'>",
              "<rect x='0' y='2' width='10' height='8' fill='#999'/><text x='14' y='10'>training</text>"
              "<rect x='80' y='2' width='10' height='8' fill='#3572b0'/><text x='94' y='10'>scored</text>"]

@@ -138,6 +138,7 @@ def write_report(directory: str | Path, ctx: dict) -> list[str]:
         files.append(name)
 
     plots = ctx["plots"]
+    calibrated = ctx["spec"].targets.get("purchase", {}).get("calibration", {}).get("method", "none") != "none"
     if "purchase" in plots:
         y, preds = plots["purchase"]["y"], plots["purchase"]["p"]
         cs = {name: curves(y, p) for name, p in preds.items() if name != "baseline_majority"}
@@ -162,7 +163,7 @@ def write_report(directory: str | Path, ctx: dict) -> list[str]:
         curve_plot("cal_pred", "cal_true", diagonal("perfect"), "mean predicted probability", "observed rate",
                    "Calibration (test)", "calibration.png", style="o-",
                    extra={"ann before calibration": curves(y, plots["purchase"]["p_uncalibrated"])}
-                   if "p_uncalibrated" in plots["purchase"] else None)
+                   if calibrated else None)
         curve_plot("gains_x", "gains_y", diagonal("random"), "share of customers contacted", "share of buyers reached",
                    "Cumulative gains (test)", "gains.png")
     hist = ctx.get("histories", {})
