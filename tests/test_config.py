@@ -72,3 +72,29 @@ def test_a_job_run_from_the_shipped_zip_reads_the_yaml_packed_inside_it(tmp_path
     manifest = json.loads((tmp_path / "shop" / "_manifest.json").read_text())
     assert manifest["config"]["customers"] == 37 and manifest["config"]["start"] == "2023-03-01"
     assert manifest["rows"]["customers"] == 37
+
+
+@pytest.mark.parametrize("job", sorted(JOB_CONFIGS))
+def test_every_setting_can_be_given_with_set_on_the_command_line(job):
+    """`--set KEY=VALUE` reaches every key of every job's config: its default written as YAML
+    writes it reads back the same, and a number changed by one changes that key (or is refused
+    naming it)."""
+    import dataclasses
+
+    import yaml
+
+    from retail_ann.cli import _settings
+
+    cls = JOB_CONFIGS[job]
+    default = cls()
+    for field in dataclasses.fields(cls):
+        value = getattr(default, field.name)
+        text = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+        assert load_config(cls, None, _settings([f"{field.name}={text}"], cls)) == default, field.name
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            try:
+                changed = load_config(cls, None, _settings([f"{field.name}={value + 1}"], cls))
+            except ConfigError as e:
+                assert field.name in str(e)
+            else:
+                assert getattr(changed, field.name) == value + 1, field.name
