@@ -212,7 +212,7 @@ def report_html(ctx: dict, images: list[str]) -> str:
         parts += _segments_html(metrics["segments"])
     parts.append("<h2>Plots</h2>")
     parts += [f"<img src='{f}' alt='{f}'>" for f in images]
-    parts += ["<h2>Model card</h2>", markdown_html(model_card(ctx)), "</body></html>"]
+    parts += [markdown_html(model_card(ctx)), "</body></html>"]   # its title is the section's heading
     return "\n".join(parts)
 
 

@@ -394,14 +394,15 @@ def test_report_holds_the_sections_an_analyst_reads(trained):
     metrics = json.loads((trained["out"] / "metrics.json").read_text())
     for heading in ("Data", "Purchase (test rows)", "Against each baseline", "Calibration",
                     "Deciles of the purchase probability", "Spend (test rows, currency units)",
-                    "Deciles of the predicted spend", "Plots", "Model card"):
+                    "Deciles of the predicted spend", "Plots", f"Model card: retail-ann {metrics['version']}"):
         assert f">{heading}</h" in page, heading
     assert "95 % interval" in page and page.count("class='verdict'") == 2
     assert f"Decisions at the stored threshold {load_artifact(trained['out']).threshold:.4f}" in page
     cells = re.search(r"<td>buyer</td><td>(\d+)</td><td>(\d+)</td></tr><tr><td>non-buyer</td><td>(\d+)</td><td>(\d+)</td>",
                       page)
     assert sum(int(n) for n in cells.groups()) == metrics["data"]["rows_test"]
-    card = page[page.index(">Model card</h2>"):]
+    card = page[page.index(">Model card: retail-ann "):]
+    assert page.count(">Model card") == 1
     assert "<pre>" not in page and "<h3>Data</h3>" in card and "<li>" in card and "<table>" in card
     assert not re.search(r"^(#|- |\|)", card, re.M)   # no markdown left raw
     assert f"by retail-ann {metrics['retail_ann_version']}" in page and metrics["trained_at"] in page
