@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from retail_ann.preprocessing import NUMERIC, FeatureSpec, category_positions, numeric_column
+from retail_ann.preprocessing import NUMERIC, CategoricalFeature, FeatureSpec, category_positions, numeric_column
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,17 @@ def _bins(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.searchsorted(edges, values, side="right")
 
 
+def _numeric_counts(edges: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Values of ``x`` in each bin of ``edges``, then the missing (NaN, ±inf) ones."""
+    finite = np.isfinite(x)
+    return np.append(np.bincount(_bins(edges, x[finite]), minlength=len(edges) + 1), len(x) - finite.sum())
+
+
+def _category_counts(batch, c: CategoricalFeature) -> np.ndarray:
+    """Rows of each kept level of ``c``, then of its unknown bucket."""
+    return np.bincount(category_positions(batch, c), minlength=len(c.levels) + 1)
+
+
 def fit_profile(spec: FeatureSpec, df) -> dict[str, Any]:
     """The training distribution of every input column of ``spec`` on rows ``df``."""
     n = max(len(df), 1)
@@ -39,13 +50,11 @@ def fit_profile(spec: FeatureSpec, df) -> dict[str, Any]:
     for f in spec.numeric:
         x = numeric_column(df, f.name)
         finite = x[np.isfinite(x)]
-        edges = np.unique(np.quantile(finite, np.linspace(0, 1, PROFILE_BINS + 1)[1:-1])) if finite.size else []
-        counts = np.bincount(_bins(np.asarray(edges), finite), minlength=len(edges) + 1)
+        edges = np.unique(np.quantile(finite, np.linspace(0, 1, PROFILE_BINS + 1)[1:-1])) if finite.size else np.array([])
         profile[f.name] = {"edges": [float(e) for e in edges],
-                           "shares": [float(c) / n for c in counts] + [float(len(x) - finite.size) / n]}
+                           "shares": [float(k) / n for k in _numeric_counts(edges, x)]}
     for c in spec.categorical:
-        counts = np.bincount(category_positions(df, c), minlength=len(c.levels) + 1)
-        profile[c.name] = {"shares": [float(k) / n for k in counts]}
+        profile[c.name] = {"shares": [float(k) / n for k in _category_counts(df, c)]}
     return profile
 
 
@@ -53,18 +62,9 @@ def count_values(spec: FeatureSpec, batch) -> dict[str, list[int]]:
     """Rows of ``batch`` in each profile bin of each input column (numeric: the bins, then the
     missing), for ``summary``. Columns without a profile (a model trained before profiles) are
     left out."""
-    counts = {}
-    for f in spec.numeric:
-        if f.name not in spec.profile:
-            continue
-        edges = np.asarray(spec.profile[f.name]["edges"])
-        x = numeric_column(batch, f.name)
-        finite = np.isfinite(x)
-        counts[f.name] = np.bincount(_bins(edges, x[finite]), minlength=len(edges) + 1).tolist() + [
-            int(len(x) - finite.sum())]
-    for c in spec.categorical:
-        if c.name in spec.profile:
-            counts[c.name] = np.bincount(category_positions(batch, c), minlength=len(c.levels) + 1).tolist()
+    counts = {f.name: _numeric_counts(np.asarray(spec.profile[f.name]["edges"]), numeric_column(batch, f.name)).tolist()
+              for f in spec.numeric if f.name in spec.profile}
+    counts.update({c.name: _category_counts(batch, c).tolist() for c in spec.categorical if c.name in spec.profile})
     return counts
 
 
