@@ -202,7 +202,7 @@ class TrainConfig:
     ensemble: int = 1                  # >1: this many MLPs per network, trained together, merged into one
     ensemble_validation: str = "shared"  # shared: all members hold back the same rows; folds: each its own
     threshold: float | None = None     # decision threshold; None: the F1-maximising one on validation rows
-    calibration: str = "auto"          # auto (lowest cross-validated Brier on validation rows) | none | platt | isotonic
+    calibration: str = "auto"          # auto (by cross-validated Brier on validation rows, see calibration.py) | none | platt | isotonic
     imputation: str = "median"         # median | mean | drop (drop rows with missing numeric values)
     skew_threshold: float = 1.0        # log-transform numeric columns whose training skewness exceeds this
     min_category_count: int = 10       # rarer levels fold into the unknown bucket
