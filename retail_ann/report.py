@@ -276,7 +276,7 @@ def _purchase_html(metrics: dict, plot: dict, ctx: dict) -> list[str]:
              "The threshold maximises F1 on the validation rows, which trades some accuracy for finding buyers, so "
              "accuracy may sit below the majority class's.</p>",
              *_calibration_html(y, preds["ann"], plot.get("p_uncalibrated"),
-                                ctx["spec"].targets["purchase"].get("calibration", {})),
+                                ctx["spec"].targets["purchase"].get("calibration", {}), metrics["ann"]),
              *_importance_html(ctx["metrics"].get("importance", {}).get("purchase", {})),
              "<h3>Deciles of the purchase probability</h3>",
              _html_table(["decile", "customers", "buyers", "rate", "lift"],
@@ -285,8 +285,9 @@ def _purchase_html(metrics: dict, plot: dict, ctx: dict) -> list[str]:
     return parts
 
 
-def _calibration_html(y: np.ndarray, p: np.ndarray, raw: np.ndarray | None, fitted: dict) -> list[str]:
-    """The calibration chosen, Brier before and after on the test rows, and the reliability bins."""
+def _calibration_html(y: np.ndarray, p: np.ndarray, raw: np.ndarray | None, fitted: dict, ann: dict) -> list[str]:
+    """The calibration chosen, Brier before and after on the test rows (``ann``: the ANN's test
+    metrics), and the reliability bins."""
     from retail_ann.analysis import calibration
 
     def bins(probabilities):
@@ -300,10 +301,9 @@ def _calibration_html(y: np.ndarray, p: np.ndarray, raw: np.ndarray | None, fitt
              f"<p>Calibration <b>{method}</b>, chosen on the validation rows"
              + (f" (cross-validated Brier: {tried})" if tried else f" ({fitted.get('why', 'set in the config')})")
              + ". The probabilities below, and the threshold, are the calibrated ones.</p>"]
-    if raw is not None:
-        brier = lambda q: float(np.mean((np.asarray(q, dtype=float) - y) ** 2))   # noqa: E731
-        parts.append(f"<p>Brier score on the test rows: {brier(raw):.4f} from the network, {brier(p):.4f} "
-                     "calibrated (lower is better).</p>")
+    if "brier_uncalibrated" in ann:
+        parts.append(f"<p>Brier score on the test rows: {ann['brier_uncalibrated']:.4f} from the network, "
+                     f"{ann['brier']:.4f} calibrated (lower is better).</p>")
     parts.append(bins(p))
     if raw is not None and method != "none":
         parts += ["<h4>Before calibration</h4>", bins(raw)]
