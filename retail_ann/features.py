@@ -268,20 +268,16 @@ def build_features(
     parts = [p.withColumnRenamed(_FIRST_SEEN, f"{_FIRST_SEEN}{i}") for i, p in enumerate(parts)]
     first_event = F.least(*[F.col(f"{_FIRST_SEEN}{i}") for i in range(len(parts))]) if len(parts) > 1 \
         else F.col(f"{_FIRST_SEEN}0")
-    ids = [p.where(F.col(f"{_FIRST_SEEN}{i}").isNotNull()).select(CUSTOMER_ID) for i, p in enumerate(parts)]
+    seen = first_event.isNotNull()   # an event before the cutoff
+    table = parts[0]
+    for part in parts[1:]:   # full joins, not a union of id branches: each branch would rescan its input
+        table = table.join(part, CUSTOMER_ID, "full")
     if customers is not None:
         cust = customers.select(CUSTOMER_ID, AGE, GENDER, LOCATION, SIGNUP_DATE)   # raw: encoding is training's
-        ids.append(cust.where(signed_up_before(w)).select(CUSTOMER_ID))
-    table = ids[0]
-    for more in ids[1:]:
-        table = table.unionByName(more)
-    table = table.distinct()
-    for part in parts:
-        table = table.join(part, CUSTOMER_ID, "left")
-    if customers is not None:
-        table = table.join(cust, CUSTOMER_ID, "left").where(in_universe(w))
+        table = table.join(cust, CUSTOMER_ID, "full").where((seen | signed_up_before(w)) & in_universe(w))
         started = F.coalesce(F.col(SIGNUP_DATE), F.to_date(first_event))
     else:
+        table = table.where(seen)
         started = F.to_date(first_event)
     table = table.withColumn(TENURE_DAYS, F.datediff(F.lit(w.as_of), started))
 

@@ -145,6 +145,22 @@ def test_customers_without_a_signup_date_enter_the_universe_by_an_event_before_t
     assert rows["c4"]["age"] == 50 and rows["c1"][fx.TENURE_DAYS] == 60   # from the first event (a visit)
 
 
+def test_the_feature_table_reads_each_input_once(spark, tables, tmp_path):
+    """The universe comes from the aggregates themselves (full joins), not from a union of id
+    branches, each of which would scan its input again (a second pass over the clickstream)."""
+    paths = {}
+    for name, df in zip(("transactions", "clickstream", "customers"), tables):
+        paths[name] = str(tmp_path / name)
+        df.write.parquet(paths[name])
+    tx, clicks, customers = (spark.read.parquet(paths[n]) for n in paths)
+    table = fx.build_features(tx, WINDOW, CATEGORIES, clicks, customers)
+    assert set(by_customer(table)) == {"c1", "c2", "c3", "c4", "c6"}
+    plan = table._jdf.queryExecution().executedPlan().toString().split("== Initial Plan ==")[0]   # AQE's final plan
+    marker = {"transactions": "order_id", "clickstream": "session_id", "customers": "signup_date"}  # in ReadSchema
+    scans = {n: sum(m in line for line in plan.splitlines() if "FileScan parquet" in line) for n, m in marker.items()}
+    assert scans == {"transactions": 1, "clickstream": 1, "customers": 1}, plan
+
+
 def test_transactions_only_table(tables):
     tx, _, _ = tables
     rows = by_customer(fx.build_features(tx, WINDOW, CATEGORIES))
