@@ -406,13 +406,14 @@ def _conformed(col: str, kind: str) -> str:
 
 
 def validate(con: duckdb.DuckDBPyConnection, name: str, spec: dict) -> tuple[int, dict]:
-    """Read and tag table ``name`` as ``<name>_tagged``; (rejected rows, ``pipeline.data_range`` of the
-    valid ones)."""
+    """Tag table ``name`` as the view ``<name>_tagged``; (rejected rows, ``pipeline.data_range`` of the
+    valid ones). A view, not a table: materialized, 174M clickstream rows took 15.7 GB and no less
+    CPU (1M customers: 147 against 144 CPU-s); read twice, 2.9 GB."""
     table = spec["tables"][name]
     files = ", ".join(_lit(f) for f in table["files"])
     rules = " OR ".join(f"coalesce({r}, false)" for r in _rules(name, table["columns"], spec["limits"],
                                                                   spec["page_types"]))
-    con.execute(f"CREATE TEMP TABLE {name}_tagged AS SELECT *, {rules} AS _rejected FROM (SELECT "
+    con.execute(f"CREATE VIEW {name}_tagged AS SELECT *, {rules} AS _rejected FROM (SELECT "
                 f"{', '.join(_conformed(c, kind) for c, kind, _ in table['columns'])} FROM read_parquet([{files}]))")
     tc = _q(table["time_column"])
     n_rejected, rows, start, end = con.execute(

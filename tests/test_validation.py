@@ -223,3 +223,18 @@ def test_handled_spark_errors_leave_no_stack_on_stderr(spark, capfd):
     with pytest.raises(AnalysisException):
         spark.range(1).select(F.col("no_such_column")).collect()
     assert "QueryContextLogger" not in capfd.readouterr().err
+
+
+def test_categories_are_folded_as_the_python_rule_folds_them(spark):
+    """Spark's fold (trim, white-space runs to one space, lower case) and ``categories.fold_category``
+    agree, also on the values only the regular expression changes (tabs, line breaks, double spaces)."""
+    from pyspark.sql import functions as F
+
+    from retail_ann.categories import fold_category as fold_in_python
+    from retail_ann.schemas import fold_category
+
+    values = ["Books", " Home  &  Garden ", "toys\tand\tgames", "a\nb", "a\x0bb", "a\fb", "a\r\nb", "x  \t y",
+              "plain words", "UPPER", "", "   "]
+    df = spark.createDataFrame([(v,) for v in values], "c string")
+    folded = {r.c: r.f for r in df.select("c", fold_category(F.trim("c")).alias("f")).collect()}
+    assert folded == {v: fold_in_python(v) for v in values}
