@@ -144,7 +144,7 @@ def _session(args: argparse.Namespace, job: str, delta: bool = False):
 
     paths = [getattr(args, name, None) for name in _PATH_ARGS]
     return build_session(f"retail-ann-{job}", master=args.master,
-                         conf=session_conf(paths, delta, _spark_conf(args.conf)))
+                         conf=session_conf(paths, delta, _spark_conf(args.conf)), job=job)
 
 
 @dataclasses.dataclass

@@ -34,6 +34,15 @@ REQUIRED_CONF = {
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
 }
 
+# Settings particular to one job, under the defaults file and the user's --conf (either replaces
+# them). score's JVM does no per-row work on its default path (Spark tasks hand whole files to
+# Python, which reads, scores and writes them), so the C2 compiler's work is pure cost there: with
+# the C1 compiler only, score took 17.0 CPU-s for 2M rows instead of 22.5 (bench/RESULTS.md,
+# session 12). It only counts where the JVM starts here (local runs, not under spark-submit).
+JOB_DEFAULTS = {
+    "score": {"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1"},
+}
+
 # Delta Lake for pyspark 4.0.x, resolved from Maven Central at session start when a job writes Delta.
 # (spark-submit.sh reads DELTA_PACKAGE, S3A_PACKAGE and S3A_EXCLUDES from this file: keep them one line each.)
 DELTA_PACKAGE = "io.delta:delta-spark_2.13:4.0.0"
@@ -107,11 +116,12 @@ def under_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
-def build_session(app_name: str, master: str | None = None, conf: dict[str, str] | None = None) -> SparkSession:
+def build_session(app_name: str, master: str | None = None, conf: dict[str, str] | None = None,
+                  job: str | None = None) -> SparkSession:
     """Create (or get) the SparkSession.
 
-    ``master`` and ``conf`` override the defaults file when run directly; under ``spark-submit``
-    only ``conf`` and the required settings are applied.
+    ``master`` and ``conf`` override the defaults file, and that overrides ``JOB_DEFAULTS[job]``,
+    when run directly; under ``spark-submit`` only ``conf`` and the required settings are applied.
     """
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -119,6 +129,7 @@ def build_session(app_name: str, master: str | None = None, conf: dict[str, str]
     builder = SparkSession.builder.appName(app_name)
     settings: dict[str, str] = {}
     if not under_spark_submit():
+        settings.update(JOB_DEFAULTS.get(job or "", {}))
         settings.update(read_spark_defaults())
         builder = builder.master(master or os.environ.get("SPARK_MASTER", "local[*]"))
     settings.update(conf or {})

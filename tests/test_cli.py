@@ -224,6 +224,32 @@ def test_sigterm_stops_spark_and_says_one_line_with_exit_143(shop, tmp_path):
     assert not (tmp_path / "out" / "as_of_date=2024-07-01").exists()
 
 
+JVM_ARGS = """
+import json, sys
+from retail_ann.spark import build_session
+spark = build_session("jvm-args", master="local[1]", conf=json.loads(sys.argv[2]), job=sys.argv[1])
+print(json.dumps(list(spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+                      .getInputArguments())))
+"""
+
+
+@pytest.mark.parametrize("job, conf, c1_only", [
+    ("score", {}, True),                                            # its JVM does no per-row work
+    ("features", {}, False),                                        # C2 pays for itself on the aggregation
+    ("score", {"spark.driver.extraJavaOptions": "-Dx=1"}, False),   # the user's setting replaces ours
+])
+def test_the_score_jvm_compiles_with_c1_only_unless_told_otherwise(job, conf, c1_only):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", JVM_ARGS, job, json.dumps(conf)], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    args = json.loads(out.splitlines()[-1])
+    assert ("-XX:TieredStopAtLevel=1" in args) == c1_only
+    assert any(a.startswith("-Dlog4j2.configurationFile=") for a in args)   # our log set-up either way
+    assert ("-Dx=1" in args) == bool(conf)
+
+
 def test_session_for_s3a_paths_gets_the_magic_committer_and_keeps_the_users_jars():
     conf = session_conf(["/local/in", "s3a://lake/out"], False,
                         {"spark.jars.packages": "org.example:extra:1.0", "spark.jars.excludes": "org.example:unwanted",
