@@ -105,41 +105,57 @@ def split_scorable(df: DataFrame, id_col: str, as_of: dt.date | None) -> tuple[D
     """(rows to score, rejected rows with ``reject_reason``) of the rows for ``as_of`` (all rows
     when None). A row needs an id, without ``as_of`` an ``as_of_date`` that is a date, and it must
     not be a malformed line (``_corrupt_record`` from a CSV or JSON reader)."""
-    raw_as_of = "__raw_as_of_date"
+    tagged = _tag_scorable(df, id_col, as_of)
+    columns = [c for c in tagged.columns if c not in (_RAW_AS_OF, REJECT_REASON)]
+    valid = tagged.where(F.col(REJECT_REASON) == "").select(*[c for c in columns if c != CORRUPT_RECORD])
+    rejected = tagged.where(F.col(REJECT_REASON) != "")
+    if AS_OF_DATE in tagged.columns:   # the rejected rows keep the text they came with
+        rejected = rejected.withColumn(AS_OF_DATE, F.col(_RAW_AS_OF))
+    return valid, rejected.select(*columns, REJECT_REASON)
+
+
+def count_scorable(df: DataFrame, id_col: str, as_of: dt.date | None) -> tuple[dict[dt.date, int], int]:
+    """(rows to score per as-of date, rows rejected) of ``split_scorable``, in one pass over the
+    key columns."""
+    tagged = _tag_scorable(df, id_col, as_of)
+    ok = F.col(REJECT_REASON) == ""
+    date = F.col(AS_OF_DATE) if AS_OF_DATE in tagged.columns else F.lit(as_of).alias(AS_OF_DATE)
+    counted = tagged.groupBy(date).agg(F.count(F.when(ok, 1)).alias("rows"),
+                                       F.count(F.when(~ok, 1)).alias("rejected")).collect()
+    return ({r[AS_OF_DATE]: int(r["rows"]) for r in counted if r["rows"]},
+            sum(int(r["rejected"]) for r in counted))
+
+
+_RAW_AS_OF = "__raw_as_of_date"
+
+
+def _tag_scorable(df: DataFrame, id_col: str, as_of: dt.date | None) -> DataFrame:
+    """The rows for ``as_of`` with their ``reject_reason`` ("" for a row to score), the as-of date
+    parsed and its text kept as ``_RAW_AS_OF``."""
     if AS_OF_DATE in df.columns:
-        df = with_date_as_of(df.withColumn(raw_as_of, F.col(AS_OF_DATE).cast(T.StringType())))
+        df = with_date_as_of(df.withColumn(_RAW_AS_OF, F.col(AS_OF_DATE).cast(T.StringType())))
     if as_of is not None and AS_OF_DATE in df.columns:
         df = df.where(F.col(AS_OF_DATE) == F.lit(as_of))
     rules = [F.when(is_blank(F.col(id_col).cast(T.StringType())), F.lit(f"missing {id_col}"))]
     if as_of is None:
         rules.append(F.when(F.col(AS_OF_DATE).isNull(), F.lit(f"missing or unparseable {AS_OF_DATE}")))
-    tagged = with_reject_reason(df, rules)
-    columns = [c for c in df.columns if c != raw_as_of]
-    valid = tagged.where(F.col(REJECT_REASON) == "").select(*[c for c in columns if c != CORRUPT_RECORD])
-    rejected = tagged.where(F.col(REJECT_REASON) != "")
-    if AS_OF_DATE in df.columns:   # the rejected rows keep the text they came with
-        rejected = rejected.withColumn(AS_OF_DATE, F.col(raw_as_of))
-    return valid, rejected.select(*columns, REJECT_REASON)
+    return with_reject_reason(df, rules)
 
 
-def count_by_date(df: DataFrame, id_col: str, as_of: dt.date | None,
-                  unique_ids: bool = True) -> dict[dt.date, int]:
-    """Scorable rows per as-of date, in one pass over the key columns. With ``unique_ids``, two rows
-    for one id and date (two predictions for one key) are an ``InputError``, raised before any
-    write; checking it costs a shuffle of the keys."""
+def unique_keys_by_date(df: DataFrame, id_col: str, as_of: dt.date | None) -> dict[dt.date, int]:
+    """Rows per as-of date of ``df`` (rows to score), checking that no id occurs twice for one date
+    (two predictions for one key): an ``InputError``, raised before any write. It costs a shuffle of
+    the keys."""
     date = F.col(AS_OF_DATE) if AS_OF_DATE in df.columns else F.lit(as_of).alias(AS_OF_DATE)
-    if not unique_ids:
-        by_date = df.groupBy(date).agg(F.count(F.lit(1)).alias("rows")).collect()
-    else:
-        per_key = df.groupBy(id_col, date).count()
-        by_date = (per_key.groupBy(AS_OF_DATE)
-                   .agg(F.sum("count").alias("rows"), F.sum(F.when(F.col("count") > 1, 1)).alias("keys_repeated"))
-                   .collect())
-        repeated = sum(r["keys_repeated"] or 0 for r in by_date)
-        if repeated:
-            examples = [str(r[id_col]) for r in per_key.where(F.col("count") > 1).limit(3).collect()]
-            raise InputError(f"{repeated} {id_col} value(s) occur more than once for one {AS_OF_DATE} (e.g. "
-                             f"{', '.join(examples)}): one prediction per key needs one row; deduplicate the table")
+    per_key = df.groupBy(id_col, date).count()
+    by_date = (per_key.groupBy(AS_OF_DATE)
+               .agg(F.sum("count").alias("rows"), F.sum(F.when(F.col("count") > 1, 1)).alias("keys_repeated"))
+               .collect())
+    repeated = sum(r["keys_repeated"] or 0 for r in by_date)
+    if repeated:
+        examples = [str(r[id_col]) for r in per_key.where(F.col("count") > 1).limit(3).collect()]
+        raise InputError(f"{repeated} {id_col} value(s) occur more than once for one {AS_OF_DATE} (e.g. "
+                         f"{', '.join(examples)}): one prediction per key needs one row; deduplicate the table")
     return {r[AS_OF_DATE]: int(r["rows"]) for r in by_date}
 
 
@@ -420,20 +436,18 @@ def score_table(
         predictions = score_dataframe(spark, source, artifact, cfg.id_col, as_of, cfg.engine, scored_at, counts,
                                       reasons, cfg.drift)
     with stage("score.count_input", log) as s:
-        n_rejected = rejected.select(REJECT_REASON).count()   # reads the id and date columns only
+        by_date, n_rejected = count_scorable(df, cfg.id_col, as_of)   # reads the id and date columns only
         # a feature table of ours vouches for its keys in its manifests; anything else is checked
         manifests = io.partition_manifests(spark, features, AS_OF_DATE)
         ours = cfg.id_col == CUSTOMER_ID and not n_rejected and any(m.get("job") == "features"
                                                                     for m in manifests.values())
-        by_date = count_by_date(source, cfg.id_col, as_of, unique_ids=cfg.unique_ids and not ours)
         vouched = ours and vouched_unique(manifests, by_date)
         if not cfg.unique_ids:
             keys = "not checked (unique_ids: false)"
         elif vouched:
             keys = "unique by the features manifests"
         else:   # not ours, or changed since features wrote it
-            if ours:
-                by_date = count_by_date(source, cfg.id_col, as_of, unique_ids=True)
+            by_date = unique_keys_by_date(source, cfg.id_col, as_of)
             keys = "checked"
         rows_in, dates = sum(by_date.values()), sorted(by_date)
         s.rows = rows_in
