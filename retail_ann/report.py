@@ -67,7 +67,7 @@ def model_card(ctx: dict) -> str:
         t = targets["purchase"]
         out.append(f"- purchase: label `{t['label']}`, positive rate {t['positive_rate']:.3f} on fit rows; "
                    f"decision threshold {t['threshold']:.4f} ({t['threshold_rule']}); probabilities calibrated: "
-                   f"{t.get('calibration', {}).get('method', 'none')} (chosen on validation rows)")
+                   f"{_calibration_method(t)} (chosen on validation rows)")
     if "spend" in targets:
         t = targets["spend"]
         how = {"two_stage": f"P(buy) x E[spend | buy] (gate: {t.get('gate')}); E[spend | buy] from buyers only (exponential output, Poisson deviance)",
@@ -138,7 +138,7 @@ def write_report(directory: str | Path, ctx: dict) -> list[str]:
         files.append(name)
 
     plots = ctx["plots"]
-    calibrated = ctx["spec"].targets.get("purchase", {}).get("calibration", {}).get("method", "none") != "none"
+    calibrated = _calibration_method(ctx["spec"].targets.get("purchase", {})) != "none"
     if "purchase" in plots:
         y, preds = plots["purchase"]["y"], plots["purchase"]["p"]
         cs = {name: curves(y, p) for name, p in preds.items() if name != "baseline_majority"}
@@ -275,8 +275,8 @@ def _purchase_html(metrics: dict, plot: dict, ctx: dict) -> list[str]:
              f"<p>Accuracy there is {c['accuracy']:.3f}; calling no one a buyer would score {c['majority_accuracy']:.3f}. "
              "The threshold maximises F1 on the validation rows, which trades some accuracy for finding buyers, so "
              "accuracy may sit below the majority class's.</p>",
-             *_calibration_html(y, preds["ann"], plot.get("p_uncalibrated"),
-                                ctx["spec"].targets["purchase"].get("calibration", {}), metrics["ann"]),
+             *_calibration_html(y, preds["ann"], plot["p_uncalibrated"], ctx["spec"].targets["purchase"],
+                                metrics["ann"]),
              *_importance_html(ctx["metrics"].get("importance", {}).get("purchase", {})),
              "<h3>Deciles of the purchase probability</h3>",
              _html_table(["decile", "customers", "buyers", "rate", "lift"],
@@ -285,7 +285,12 @@ def _purchase_html(metrics: dict, plot: dict, ctx: dict) -> list[str]:
     return parts
 
 
-def _calibration_html(y: np.ndarray, p: np.ndarray, raw: np.ndarray | None, fitted: dict, ann: dict) -> list[str]:
+def _calibration_method(purchase: dict) -> str:
+    """The calibration the purchase target (``spec.targets["purchase"]``) applies."""
+    return purchase.get("calibration", {}).get("method", "none")
+
+
+def _calibration_html(y: np.ndarray, p: np.ndarray, raw: np.ndarray, purchase: dict, ann: dict) -> list[str]:
     """The calibration chosen, Brier before and after on the test rows (``ann``: the ANN's test
     metrics), and the reliability bins."""
     from retail_ann.analysis import calibration
@@ -295,17 +300,15 @@ def _calibration_html(y: np.ndarray, p: np.ndarray, raw: np.ndarray | None, fitt
                            [[b["bin"], str(b["rows"]), f"{b['mean_predicted']:.3f}", f"{b['observed']:.3f}"]
                             for b in calibration(y, probabilities)])
 
-    method = fitted.get("method", "none")
+    fitted, method = purchase.get("calibration", {}), _calibration_method(purchase)
     tried = ", ".join(f"{k} {v:.4f}" for k, v in fitted.get("brier_cv", {}).items())
     parts = ["<h3>Calibration</h3>",
              f"<p>Calibration <b>{method}</b>, chosen on the validation rows"
              + (f" (cross-validated Brier: {tried})" if tried else f" ({fitted.get('why', 'set in the config')})")
              + ". The probabilities below, and the threshold, are the calibrated ones.</p>"]
-    if "brier_uncalibrated" in ann:
-        parts.append(f"<p>Brier score on the test rows: {ann['brier_uncalibrated']:.4f} from the network, "
-                     f"{ann['brier']:.4f} calibrated (lower is better).</p>")
-    parts.append(bins(p))
-    if raw is not None and method != "none":
+    parts += [f"<p>Brier score on the test rows: {ann['brier_uncalibrated']:.4f} from the network, "
+              f"{ann['brier']:.4f} calibrated (lower is better).</p>", bins(p)]
+    if method != "none":
         parts += ["<h4>Before calibration</h4>", bins(raw)]
     return parts
 
