@@ -6,8 +6,9 @@ feature table ``features`` wrote (its manifests vouch that each partition is as 
 customer, every id present) on a filesystem every task can open as a path, and the output is
 Parquet there too, ``score`` takes this path instead:
 
-1. the driver lists the data files of the partitions to score and cuts them into units (a file, or
-   a run of its row groups) so every core has work;
+1. the driver lists the data files of the partitions to score, counts their rows and blank ids
+   from the Parquet footers (``footer_counts``: no Spark query) and cuts them into units (a file,
+   or a run of its row groups) so every core has work;
 2. Spark runs one task per unit (``parallelize``); a task reads its unit with pyarrow, scores the
    batches with the same ``scoring.score_batches`` the ``mapInArrow`` path uses (spec transform and
    numpy forward pass; the predictions are identical) and writes one Parquet file into the staging
@@ -37,6 +38,42 @@ log = logging.getLogger(__name__)
 
 COMMITTER = "retail-ann file tasks"   # the manifest's ``committer`` for this path
 FAIL_ATTEMPT_ENV = "RETAIL_ANN_TEST_FAIL_FIRST_ATTEMPT"   # tests: the first attempt of each task fails after writing
+
+
+def footer_counts(files: dict[str, list[str]], id_col: str) -> dict[str, int] | None:
+    """Rows of each date's ``files`` (dates without rows left out), read from the Parquet footers,
+    when the footers also prove that no row has a blank ``id_col`` (null, or spaces only, as Spark's
+    ``trim`` sees it): then these are what ``scoring.count_scorable`` would count, with no rejects.
+    None when a footer cannot prove it (no statistics, a null, or a smallest id that could be
+    blank): Spark counts then."""
+    rows: dict[str, int] = {}
+    for date, paths in files.items():
+        for path in paths:
+            meta = pq.read_metadata(path)
+            for g in range(meta.num_row_groups):
+                group = meta.row_group(g)
+                if group.num_rows and not _no_blank_ids(group, id_col):
+                    return None
+                rows[date] = rows.get(date, 0) + group.num_rows
+    return {date: n for date, n in rows.items() if n}
+
+
+def _no_blank_ids(group: pq.RowGroupMetaData, id_col: str) -> bool:
+    """True when the row group's statistics show no null ``id_col`` and, for text, no id of spaces
+    only: every value is at least the smallest, and a string of spaces sorts below any string
+    whose first character other than a space is above it."""
+    column = next((group.column(i) for i in range(group.num_columns) if group.column(i).path_in_schema == id_col),
+                  None)
+    stats = column.statistics if column is not None else None
+    if stats is None or not stats.has_null_count or stats.null_count:
+        return False
+    if column.physical_type != "BYTE_ARRAY":
+        return True
+    if not stats.has_min_max:
+        return False
+    smallest = stats.min.decode("utf-8", "replace") if isinstance(stats.min, bytes) else str(stats.min)
+    rest = smallest.lstrip(" ")
+    return bool(rest) and rest[0] > " "
 
 
 def units(files: dict[str, list[str]], cores: int) -> list[tuple[str, str, list[int]]]:

@@ -208,6 +208,16 @@ def read_text(spark: SparkSession, path: str) -> str:
         stream.close()
 
 
+def parquet_rows(spark: SparkSession, path: str) -> int:
+    """The rows of the Parquet table at ``path``, from its files' footers (no data read): with
+    pyarrow on a local path, else through Spark."""
+    if is_local(path, spark):
+        import pyarrow.parquet as pq
+
+        return sum(pq.read_metadata(f).num_rows for f in data_files(spark, path))
+    return spark.read.parquet(path).count()
+
+
 def partition_manifests(spark: SparkSession, table: str, partition_col: str) -> dict[str, dict]:
     """The manifests of a partitioned table, by partition value: ``table/<col>=<v>/_manifest.json``,
     or ``table/_manifest.json`` (under its own value) when ``table`` is one partition's directory.

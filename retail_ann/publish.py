@@ -159,7 +159,7 @@ def publish_written(
     committer = write(staging)
     _step("staged")
     staged = sorted(d for d in store.list_dirs(staging) if d.startswith(f"{col}="))
-    rows = spark.read.parquet(staging).count() if staged else 0   # Parquet footers: no data read
+    rows = io.parquet_rows(spark, staging) if staged else 0
     if staged != entries or rows != expected_rows:
         store.delete(staging)
         store.delete(journal)
@@ -208,7 +208,7 @@ def publish_tables(spark: SparkSession, tables: dict[str, DataFrame], out: str) 
     rows = {}
     for name in entries:
         tables[name].write.mode("overwrite").parquet(f"{staging}/{name}")
-        rows[name] = spark.read.parquet(f"{staging}/{name}").count()   # Parquet footers: no data read
+        rows[name] = io.parquet_rows(spark, f"{staging}/{name}")
         io.write_manifest(spark, f"{staging}/{name}", {RUN_KEY: run, "rows": rows[name]})
     _step("staged")
     _finish(spark, store, out, run, entries)

@@ -41,6 +41,7 @@ from retail_ann.config import ScoreConfig
 from retail_ann.errors import InputError
 from retail_ann.drift import count_values, report_html as drift_report, summary as drift_summary
 from retail_ann.explain import Explainer, ReasonCodes
+from retail_ann.file_scoring import COMMITTER, footer_counts, score_files
 from retail_ann.logs import stage
 from retail_ann.preprocessing import column_types_of
 from retail_ann.publish import publish_delta_partitions, publish_partitions, publish_written
@@ -393,13 +394,14 @@ def _horizons(manifests: dict[str, dict], dates: list[dt.date]) -> dict:
 
 
 def _file_tasks_input(spark: SparkSession, features: str, fmt: str | None, out: str, cfg: ScoreConfig,
-                      vouched: bool, dates: list[dt.date]) -> dict[str, list[str]] | None:
-    """The Parquet data files of each date for ``file_scoring`` (tasks that read, score and write
-    files with pyarrow), or None where the ``mapInArrow`` path must score: the switch
-    ``file_tasks`` off, a table its manifests do not vouch for, the keras engine, Delta in or out,
-    a path that is not a local (or shared) filesystem's, files that are not ``.parquet``, or no
-    SparkContext (Spark Connect)."""
-    if not (cfg.file_tasks and vouched and cfg.engine == "numpy" and cfg.output_format == "parquet"
+                      as_of: dt.date | None) -> dict[str, list[str]] | None:
+    """The Parquet data files of each as-of date to score for ``file_scoring`` (tasks that read,
+    score and write files with pyarrow), or None where the ``mapInArrow`` path must score: the
+    switch ``file_tasks`` off, the keras engine, Delta in or out, a path that is not a local (or
+    shared) filesystem's, a partition directory that is not named by a date, files that are not
+    ``.parquet``, or no SparkContext (Spark Connect). The caller still needs the table to be one
+    its manifests vouch for."""
+    if not (cfg.file_tasks and cfg.engine == "numpy" and cfg.output_format == "parquet"
             and fmt in (None, "parquet") and io.is_local(features, spark) and io.is_local(out, spark)):
         return None
     try:
@@ -409,12 +411,22 @@ def _file_tasks_input(spark: SparkSession, features: str, fmt: str | None, out: 
     root = io.local_path(features)
     if (root / "_delta_log").exists():   # a Delta table's directory also holds files its log removed
         return None
-    if (root / io.MANIFEST_FILE).is_file():   # one partition's directory
-        dirs = {dates[0].isoformat(): root} if len(dates) == 1 else {}
+    if (root / io.MANIFEST_FILE).is_file():   # one partition's directory: its date is --as-of
+        dirs = {as_of.isoformat(): root} if as_of is not None else {}
     else:
-        dirs = {d.isoformat(): root / f"{AS_OF_DATE}={d.isoformat()}" for d in dates}
-    files = {d: io.data_files(spark, str(p)) for d, p in dirs.items()}
-    if not files or not all(paths and all(f.endswith(".parquet") for f in paths) for paths in files.values()):
+        dirs = {}
+        for d in sorted(root.glob(f"{AS_OF_DATE}=*")):
+            value = d.name.split("=", 1)[1]
+            try:
+                date = dt.date.fromisoformat(value)
+            except ValueError:   # Spark reads it as a date that does not parse: a reject
+                return None
+            if not d.is_dir() or date.isoformat() != value:   # what Spark reads there is for Spark to say
+                return None
+            if as_of is None or date == as_of:
+                dirs[value] = d
+    files = {d: paths for d, p in dirs.items() if (paths := io.data_files(spark, str(p)))}
+    if not files or not all(f.endswith(".parquet") for paths in files.values() for f in paths):
         return None
     return files
 
@@ -433,15 +445,17 @@ def score_table(
         source, rejected = split_scorable(df, cfg.id_col, as_of)
         counts = _value_counts(spark)
         scored_at = dt.datetime.now(dt.timezone.utc)
-        predictions = score_dataframe(spark, source, artifact, cfg.id_col, as_of, cfg.engine, scored_at, counts,
-                                      reasons, cfg.drift)
     with stage("score.count_input", log) as s:
-        by_date, n_rejected = count_scorable(df, cfg.id_col, as_of)   # reads the id and date columns only
         # a feature table of ours vouches for its keys in its manifests; anything else is checked
         manifests = io.partition_manifests(spark, features, AS_OF_DATE)
-        ours = cfg.id_col == CUSTOMER_ID and not n_rejected and any(m.get("job") == "features"
-                                                                    for m in manifests.values())
-        vouched = ours and vouched_unique(manifests, by_date)
+        ours = cfg.id_col == CUSTOMER_ID and any(m.get("job") == "features" for m in manifests.values())
+        files = _file_tasks_input(spark, features, fmt, out, cfg, as_of) if ours else None
+        footers = footer_counts(files, cfg.id_col) if files is not None else None
+        if footers is not None:   # the Parquet footers' counts, and their statistics show no blank id
+            by_date, n_rejected = {dt.date.fromisoformat(d): n for d, n in footers.items()}, 0
+        else:
+            by_date, n_rejected = count_scorable(df, cfg.id_col, as_of)   # reads the id and date columns only
+        vouched = ours and not n_rejected and vouched_unique(manifests, by_date)
         if not cfg.unique_ids:
             keys = "not checked (unique_ids: false)"
         elif vouched:
@@ -491,26 +505,26 @@ def score_table(
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.batch_rows))
     try:
         with stage("score.write", log) as s:
-            files = _file_tasks_input(spark, features, fmt, out, cfg, vouched, dates)
-            if files is not None:   # Spark tasks read, score and write the files themselves
-                from retail_ann.file_scoring import COMMITTER, score_files
+            values = [d.isoformat() for d in dates]
+            if vouched and files is not None and set(values) <= set(files):   # tasks read, score, write files
+                scored_files = {d: files[d] for d in values}
 
                 def write(staging: str) -> str:
                     schema = to_arrow_schema(prediction_schema(artifact, source.schema[cfg.id_col], reasons))
-                    score_files(spark, artifact, files, cfg.id_col, cfg.batch_rows, scored_at, schema, counts, staging,
-                                reasons, cfg.drift)
+                    score_files(spark, artifact, scored_files, cfg.id_col, cfg.batch_rows, scored_at, schema, counts,
+                                staging, reasons, cfg.drift)
                     return COMMITTER
 
-                written = publish_written(spark, write, out, AS_OF_DATE, [d.isoformat() for d in dates], rows_in,
-                                          manifest)
-            elif cfg.output_format == "parquet":
-                written = publish_partitions(spark, predictions, out, AS_OF_DATE, [d.isoformat() for d in dates],
-                                             rows_in, manifest)
-            else:   # Delta: one replaceWhere commit of the dates, its log the atomic publish
-                values = [d.isoformat() for d in dates]
-                written = publish_delta_partitions(spark, predictions, out, AS_OF_DATE, values, rows_in, manifest, {
-                    "job": "score", "model_version": artifact.version, "as_of_dates": values,
-                    "threshold": artifact.threshold})
+                written = publish_written(spark, write, out, AS_OF_DATE, values, rows_in, manifest)
+            else:
+                predictions = score_dataframe(spark, source, artifact, cfg.id_col, as_of, cfg.engine, scored_at,
+                                              counts, reasons, cfg.drift)
+                if cfg.output_format == "parquet":
+                    written = publish_partitions(spark, predictions, out, AS_OF_DATE, values, rows_in, manifest)
+                else:   # Delta: one replaceWhere commit of the dates, its log the atomic publish
+                    written = publish_delta_partitions(spark, predictions, out, AS_OF_DATE, values, rows_in, manifest, {
+                        "job": "score", "model_version": artifact.version, "as_of_dates": values,
+                        "threshold": artifact.threshold})
             s.rows = rows_in
     finally:
         spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", previous)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import functions as F
@@ -17,7 +18,7 @@ from pyspark.sql import functions as F
 from retail_ann.cli import main
 from retail_ann.config import ScoreConfig
 from retail_ann.errors import InputError
-from retail_ann.file_scoring import COMMITTER, FAIL_ATTEMPT_ENV
+from retail_ann.file_scoring import COMMITTER, FAIL_ATTEMPT_ENV, footer_counts
 from retail_ann.scoring import score_batches, score_dataframe, score_table
 from retail_ann.schemas import (
     AS_OF_DATE, CUSTOMER_ID, MODEL_VERSION, PREDICTED_SPEND, PURCHASE_PROBABILITY, SCORED_AT, PREDICTED_PURCHASE,
@@ -74,6 +75,55 @@ def test_file_tasks_score_exactly_as_map_in_arrow_does(spark, shop, trained_mode
     assert fast_df.exceptAll(slow_df).count() == 0 and slow_df.exceptAll(fast_df).count() == 0
     for key in ("rows_in", "rows_out", "rows_rejected", "imputed", "keys", "as_of_dates"):
         assert scored["manifest"].get(key) == slow.get(key), key
+
+
+def test_a_vouched_feature_table_is_scored_by_its_file_tasks_alone(spark, shop, trained_model, tmp_path):
+    """On the file-task path the rows are counted from the Parquet footers, before and after the
+    tasks: the Spark jobs are the tasks' own and Spark's read of one footer for the schema."""
+    sc = spark.sparkContext
+    sc.setJobGroup("score-file-tasks", "score a vouched feature table")
+    try:
+        manifest = score_table(spark, str(shop["features"]), str(trained_model["dir"]), str(tmp_path / "preds"),
+                               ScoreConfig())
+    finally:
+        sc.setLocalProperty("spark.jobGroup.id", None)
+    assert manifest["committer"] == COMMITTER and manifest["rows_out"] == shop["manifest"]["rows"]
+    assert len(sc.statusTracker().getJobIdsForGroup("score-file-tasks")) == 2
+
+
+@pytest.mark.parametrize("blank", [None, "   "])
+def test_a_blank_id_written_into_a_vouched_table_is_quarantined_not_scored(spark, shop, trained_model, tmp_path,
+                                                                          blank):
+    """The footers' statistics show the blank id (a null count, or a smallest id of spaces): Spark
+    counts the rows then, and the row is rejected as from any other table."""
+    table = tmp_path / "features"
+    shutil.copytree(shop["features"], table)
+    part = table / f"{AS_OF_DATE}={shop['manifest'][AS_OF_DATE]}"
+    files = sorted(part.glob("*.parquet"))
+    first = pq.read_table(files[0])
+    ids = first.column(CUSTOMER_ID).to_pylist()
+    ids[0] = blank
+    pq.write_table(first.set_column(first.schema.get_field_index(CUSTOMER_ID), CUSTOMER_ID, pa.array(ids)), files[0])
+    (part / f".{files[0].name}.crc").unlink()   # Hadoop's checksum of the file as Spark wrote it
+    manifest = score_table(spark, str(table), str(trained_model["dir"]), str(tmp_path / "preds"), ScoreConfig())
+    assert manifest["rows_rejected"] == 1 and manifest["rows_in"] == manifest["rows_out"] == shop["manifest"]["rows"] - 1
+    assert manifest["keys"] == "checked" and manifest["committer"] == "file"
+
+
+def test_footer_counts_are_given_only_where_the_statistics_rule_out_a_blank_id(tmp_path):
+    def files(ids, **options):
+        path = tmp_path / f"f{len(list(tmp_path.iterdir()))}.parquet"
+        pq.write_table(pa.table({CUSTOMER_ID: ids, "x": list(range(len(ids)))}), path, row_group_size=2, **options)
+        return {"2024-07-01": [str(path)]}
+
+    assert footer_counts(files(["c1", "c2", "c3"]), CUSTOMER_ID) == {"2024-07-01": 3}
+    assert footer_counts(files(["  c1", "c2"]), CUSTOMER_ID) == {"2024-07-01": 2}   # spaces, then an id
+    assert footer_counts(files([7, 8, 9]), CUSTOMER_ID) == {"2024-07-01": 3}         # numbers: nulls only
+    assert footer_counts(files(pa.array([], pa.string())), CUSTOMER_ID) == {}
+    for ids in (["c1", None, "c3"], ["c1", "c2", ""], ["c1", "c2", "  "], ["\tc1", "c2"], [7, None]):
+        assert footer_counts(files(ids), CUSTOMER_ID) is None, ids
+    assert footer_counts(files(["c1", "c2"], write_statistics=False), CUSTOMER_ID) is None
+    assert footer_counts(files(["c1", "c2"]), "no_such_column") is None
 
 
 def test_a_retried_file_task_leaves_one_copy_of_its_rows(shop, trained_model, tmp_path):
