@@ -208,6 +208,7 @@ class TrainConfig:
     min_category_count: int = 10       # rarer levels fold into the unknown bucket
     max_levels: int = 50               # most levels one categorical column keeps
     ple_bins: int = 0                  # piecewise-linear encoding bins per numeric column (0: off)
+    extrapolation: float = 0.5         # a scaled numeric input goes this share of its training range past the training maximum (0: saturates there)
     segment_columns: list[str] = field(default_factory=list)  # more columns to break the test metrics down by
     spend_target: str = "two_stage"    # two_stage: P(buy) x E[spend | buy] (Poisson net on buyers); ziln; log1p; raw (MSE)
     report: bool = True                # write report.html and its plots
@@ -242,6 +243,7 @@ class TrainConfig:
         _require(self.calibration in CALIBRATIONS, f"calibration must be one of {', '.join(CALIBRATIONS)}")
         _require(self.min_category_count >= 1 and self.max_levels >= 1, "min_category_count and max_levels must be >= 1")
         _require(0 <= self.ple_bins <= 64, "ple_bins must be in 0..64")
+        _require(0 <= self.extrapolation <= 10, "extrapolation must be in 0..10")
         _require(1 <= self.ensemble <= 16, "ensemble must be in 1..16")
         _require(self.ensemble_validation in ("shared", "folds"), "ensemble_validation must be shared or folds")
         _require(self.split_seed is None or self.split_seed >= 0, "split_seed must be zero or positive")

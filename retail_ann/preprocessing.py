@@ -20,9 +20,12 @@ Numeric columns, in this order:
      works in float32 on one ``(columns, rows)`` block and computes the log as ``log(1 + .)``,
      which numpy vectorises (``log1p`` it does not); its absolute error is at most float32's
      rounding of ``1 + x`` (6e-8).
-  3. min-max: ``(y - lo) / (hi - lo)`` with ``lo``/``hi`` from the training rows, clipped to [0, 1]
-     at transform time (values beyond the training range saturate). A column constant on the
-     training rows is dropped (listed in ``dropped``).
+  3. min-max: ``(y - lo) / (hi - lo)`` with ``lo``/``hi`` from the training rows, clipped at
+     transform time to [0, 1 + ``extrapolation``]: a value below the training range saturates, one
+     above it goes on for at most ``extrapolation`` (default 0.5) of the training range before it
+     saturates (the largest customers are the ones most likely to lie beyond the training rows,
+     and the ones whose spend matters most). A column constant on the training rows is dropped
+     (listed in ``dropped``).
   4. indicators: ``<col>>0`` for zero-inflated heavy-tailed columns (log-transformed and 5-95 % of
      training values exactly 0, e.g. PageValues); ``<col>_missing`` when at least
      ``missing_indicator_min`` (1 %) of the training values were missing.
@@ -225,6 +228,7 @@ class FeatureSpec:
         missing_indicator_min: float = 0.01,
         positive_indicator: bool = True,
         ple_bins: int = 0,
+        extrapolation: float = 0.0,
     ) -> "FeatureSpec":
         """Learn the spec from training rows ``df`` (and nothing else).
 
@@ -249,6 +253,7 @@ class FeatureSpec:
                 "missing_indicator_min": missing_indicator_min,
                 "positive_indicator": positive_indicator,
                 "ple_bins": ple_bins,
+                "extrapolation": extrapolation,
             },
             dropped=dropped,
             n_rows=int(len(df)),
@@ -335,7 +340,7 @@ class FeatureSpec:
             np.log(v, out=v)  # log(1 + .) in float32: vectorised, unlike np.log1p
             x -= layout.lo
             x /= layout.span
-            np.clip(x, 0.0, 1.0, out=x)
+            np.clip(x, 0.0, 1.0 + float(self.options.get("extrapolation", 0.0)), out=x)
             out[:, layout.value_cols] = x.T
             if len(layout.ple_rows):
                 bins = x[layout.ple_rows]

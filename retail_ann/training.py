@@ -204,7 +204,7 @@ def train_frame(pdf: pd.DataFrame, out_dir: str, cfg: TrainConfig, data_info: di
         spec = FeatureSpec.fit(
             pdf.iloc[split.fit], numeric=numeric, categorical=categorical, imputation=cfg.imputation,
             skew_threshold=cfg.skew_threshold, min_category_count=cfg.min_category_count,
-            max_levels=cfg.max_levels, ple_bins=cfg.ple_bins,
+            max_levels=cfg.max_levels, ple_bins=cfg.ple_bins, extrapolation=cfg.extrapolation,
         )
     except ValueError as e:
         raise InputError(f"cannot build features from the training rows: {e}") from None

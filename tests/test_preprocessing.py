@@ -64,6 +64,26 @@ def test_statistics_come_from_the_training_rows_only():
     assert f.lo == pytest.approx(train["rate"].min()) and f.hi == pytest.approx(train["rate"].max())
 
 
+def test_values_above_the_training_range_extrapolate_a_bounded_share_of_it():
+    """With ``extrapolation`` e, a value above the training maximum maps past 1 on the same scale,
+    saturating at 1 + e; below the minimum it still saturates at 0. A spec written before the
+    option (no ``extrapolation`` among its options) keeps saturating at 1."""
+    train = _frame(300)
+    spec = _spec(train, extrapolation=0.5)
+    f = {f.name: f for f in spec.numeric}
+    rate, spend = spec.feature_names.index("rate"), spec.feature_names.index("spend")
+    span = f["rate"].hi - f["rate"].lo
+    beyond = train.head(4).copy()
+    beyond["rate"] = [f["rate"].hi + 0.2 * span, f["rate"].hi + 5 * span, f["rate"].lo - span, 0.5]
+    beyond["spend"] = [1e300, 0.0, 0.0, 0.0]
+    x = FeatureSpec.from_json(spec.to_json()).transform(beyond)
+    np.testing.assert_allclose(x[:, rate], [1.2, 1.5, 0.0, (0.5 - f["rate"].lo) / span], rtol=1e-5)
+    assert x[0, spend] == 1.5
+    old = FeatureSpec.from_json(spec.to_json())
+    del old.options["extrapolation"]
+    assert FeatureSpec.from_json(old.to_json()).transform(beyond)[:, rate].max() == 1.0
+
+
 def test_missing_values_and_unseen_categories():
     train = _frame(500)
     train.loc[:99, "rate"] = np.nan             # 20 % missing -> indicator
