@@ -38,45 +38,71 @@ _SLOPES = {   # d activation / d pre-activation, from the pre-activation z and t
 }
 
 
+def _activations(weights: Mapping[str, np.ndarray]) -> list[str]:
+    """The layers' activations of a one-output MLP whose hidden activations have a known slope."""
+    activations = [str(a) for a in weights["activations"]]
+    if weights[f"W{len(activations) - 1}"].shape[1] != 1:
+        raise ValueError("reason codes need a network with one output unit")
+    unknown = sorted(set(activations[:-1]) - set(_SLOPES))
+    if unknown:
+        raise ValueError(f"no gradient for hidden activation {', '.join(unknown)}")
+    return activations
+
+
+def _first_layer_gradients(weights: Mapping[str, np.ndarray], activations: list[str], z0: np.ndarray) -> np.ndarray:
+    """d logit / d z0 per row, ``z0`` being the first layer's pre-activation ``x @ W0 + b0`` (the
+    logit itself for a network without hidden layers)."""
+    last = len(activations) - 1
+    if last == 0:
+        return np.ones_like(z0)
+    slopes, z = [], z0
+    for i, act in enumerate(activations[:-1]):
+        if i:
+            z = h @ weights[f"W{i}"]
+            z += weights[f"b{i}"]
+        h = activate(z.copy(), act)
+        slopes.append(_SLOPES[act](z, h))
+    g = np.broadcast_to(weights[f"W{last}"][:, 0], h.shape)
+    for i in range(last - 1, 0, -1):
+        g = (g * slopes[i]) @ weights[f"W{i}"].T
+    return g * slopes[0]
+
+
 def logit_gradients(weights: Mapping[str, np.ndarray], x: np.ndarray) -> np.ndarray:
     """d(output pre-activation)/dx of a one-output MLP, per row: ``(n, inputs)`` float32. The
     output's own activation (the sigmoid of a purchase network) is left out: the gradient is of
     the logit. Computed in ``FORWARD_ROWS`` blocks, so a row's gradient does not depend on its
     batch (as ``forward``'s outputs do not)."""
-    activations = [str(a) for a in weights["activations"]]
-    last = len(activations) - 1
-    if weights[f"W{last}"].shape[1] != 1:
-        raise ValueError("reason codes need a network with one output unit")
-    unknown = sorted(set(activations[:-1]) - set(_SLOPES))
-    if unknown:
-        raise ValueError(f"no gradient for hidden activation {', '.join(unknown)}")
-
-    def block(h: np.ndarray) -> np.ndarray:
-        slopes = []
-        for i, act in enumerate(activations[:-1]):
-            z = h @ weights[f"W{i}"]
-            z += weights[f"b{i}"]
-            h = activate(z.copy(), act)
-            slopes.append(_SLOPES[act](z, h))
-        g = np.broadcast_to(weights[f"W{last}"][:, 0], h.shape)
-        for i in range(last - 1, -1, -1):
-            g = (g * slopes[i]) @ weights[f"W{i}"].T
-        return g
-
-    return in_blocks(block, np.asarray(x, dtype=np.float32))
+    activations = _activations(weights)
+    w0, b0 = weights["W0"], weights["b0"]
+    return in_blocks(lambda h: _first_layer_gradients(weights, activations, h @ w0 + b0) @ w0.T,
+                     np.asarray(x, dtype=np.float32))
 
 
 def integrated_gradients(weights: Mapping[str, np.ndarray], x: np.ndarray, reference: np.ndarray,
                          steps: int) -> np.ndarray:
-    """Each transformed input's contribution to ``logit(x) - logit(reference)``: ``(n, inputs)``."""
-    x = np.asarray(x, dtype=np.float32)
-    delta = x - reference
-    total = np.zeros_like(x)
-    for k in range(steps):
-        total += logit_gradients(weights, reference + np.float32((k + 0.5) / steps) * delta)
-    total *= delta
-    total /= np.float32(steps)
-    return total
+    """Each transformed input's contribution to ``logit(x) - logit(reference)``: ``(n, inputs)``.
+
+    The first layer is linear in the input, so along the path its pre-activation is
+    ``z_ref + a (x - r) W0`` (one product a row, not one a step), and the steps' gradients are
+    summed at that layer before the one product with ``W0``'s transpose."""
+    activations = _activations(weights)
+    w0, b0 = weights["W0"], weights["b0"]
+    reference = np.asarray(reference, dtype=np.float32)
+    z_ref = reference @ w0 + b0
+
+    def block(rows: np.ndarray) -> np.ndarray:
+        delta = rows - reference
+        dz = delta @ w0
+        total = np.zeros_like(dz)
+        for k in range(steps):
+            total += _first_layer_gradients(weights, activations, z_ref + np.float32((k + 0.5) / steps) * dz)
+        out = total @ w0.T
+        out *= delta
+        out /= np.float32(steps)
+        return out
+
+    return in_blocks(block, np.asarray(x, dtype=np.float32))
 
 
 class Explainer:
