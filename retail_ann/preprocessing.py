@@ -22,8 +22,8 @@ Numeric columns, in this order:
      rounding of ``1 + x`` (6e-8).
   3. min-max: ``(y - lo) / (hi - lo)`` with ``lo``/``hi`` from the training rows, clipped at
      transform time to [0, 1 + ``extrapolation``]: a value below the training range saturates, one
-     above it goes on for at most ``extrapolation`` (default 0.5) of the training range before it
-     saturates (the largest customers are the ones most likely to lie beyond the training rows,
+     above it goes on for at most ``extrapolation`` (``TrainConfig.extrapolation``, 0.5; 0 when
+     not given) of the training range before it saturates (the largest customers are the ones most likely to lie beyond the training rows,
      and the ones whose spend matters most). A column constant on the training rows is dropped
      (listed in ``dropped``).
   4. indicators: ``<col>>0`` for zero-inflated heavy-tailed columns (log-transformed and 5-95 % of
