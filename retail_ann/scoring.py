@@ -348,6 +348,21 @@ def _ship(spark: SparkSession, artifact: Artifact):
     return sc.broadcast(artifact)
 
 
+def check_engine(artifact: Artifact, engine: str) -> None:
+    """An ``InputError`` for an unknown engine, or for the keras engine without the artifact's
+    checked ``.keras`` files (they load on executors: a missing one would fail there, obscurely)."""
+    if engine not in ENGINES:
+        raise InputError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+    if engine == "keras":
+        absent = [f"model_{n}.keras" for n in artifact.weights if not Path(artifact.path, f"model_{n}.keras").is_file()]
+        if absent:
+            raise InputError(f"the keras engine needs {', '.join(absent)} in {artifact.path}")
+        unchecked = [f"model_{n}.keras" for n in artifact.weights if f"model_{n}.keras" not in artifact.checked]
+        if unchecked:
+            raise InputError(f"{artifact.path} has no checksums for {', '.join(unchecked)} (trained before "
+                             "retail-ann wrote CHECKSUMS.json): retrain it, or score with --engine numpy")
+
+
 def score_dataframe(
     spark: SparkSession, df: DataFrame, artifact: Artifact, id_col: str = "customer_id",
     as_of: dt.date | None = None, engine: str = "numpy", scored_at: dt.datetime | None = None,
@@ -357,16 +372,7 @@ def score_dataframe(
     ``counts``: a ``ValueCounts`` accumulator for the imputed values (see ``score_batches``);
     ``reasons``: the reason codes to add; ``drift``: count the inputs' training bins into ``counts``."""
     check_compatible(df, artifact, id_col, as_of, reasons)
-    if engine not in ENGINES:
-        raise InputError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
-    if engine == "keras":   # the files load on executors: a missing one would fail there, obscurely
-        absent = [f"model_{n}.keras" for n in artifact.weights if not Path(artifact.path, f"model_{n}.keras").is_file()]
-        if absent:
-            raise InputError(f"the keras engine needs {', '.join(absent)} in {artifact.path}")
-        unchecked = [f"model_{n}.keras" for n in artifact.weights if f"model_{n}.keras" not in artifact.checked]
-        if unchecked:
-            raise InputError(f"{artifact.path} has no checksums for {', '.join(unchecked)} (trained before "
-                             "retail-ann wrote CHECKSUMS.json): retrain it, or score with --engine numpy")
+    check_engine(artifact, engine)
     df = with_date_as_of(df)
     needed = [id_col, *artifact.spec.input_columns]
     if as_of is None:
@@ -442,6 +448,7 @@ def score_table(
         df = inputs.read_table(spark, features, fmt, version)
         reasons = ReasonCodes(cfg.explain, cfg.explain_steps) if cfg.explain else None
         check_compatible(df, artifact, cfg.id_col, as_of, reasons)
+        check_engine(artifact, cfg.engine)   # before any work, though the mapInArrow plan is built later
         source, rejected = split_scorable(df, cfg.id_col, as_of)
         counts = _value_counts(spark)
         scored_at = dt.datetime.now(dt.timezone.utc)

@@ -310,6 +310,21 @@ def test_broken_model_files_are_input_errors(spark, shop, trained_model, tmp_pat
         load_artifact(model)
 
 
+def test_the_keras_engine_without_its_files_stops_score_before_any_spark_job(spark, shop, trained_model, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(trained_model["dir"], model)
+    (model / "model_spend.keras").unlink()
+    sc, out = spark.sparkContext, tmp_path / "preds"
+    sc.setJobGroup("score-keras-missing", "score with a keras file missing")
+    try:
+        with pytest.raises(InputError, match="keras engine needs model_spend.keras"):
+            score_table(spark, str(shop["features"]), str(model), str(out), ScoreConfig(engine="keras"))
+    finally:
+        sc.setLocalProperty("spark.jobGroup.id", None)
+    # the one job is Spark's read of a footer for the table's schema: nothing counted, nothing written
+    assert len(sc.statusTracker().getJobIdsForGroup("score-keras-missing")) == 1 and not out.exists()
+
+
 def test_repeated_keys_stop_the_job_before_writing(spark, shop, trained_model, tmp_path):
     features = spark.read.parquet(str(shop["features"]))
     twice = features.unionByName(features.limit(2))
