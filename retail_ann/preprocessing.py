@@ -23,9 +23,9 @@ Numeric columns, in this order:
   3. min-max: ``(y - lo) / (hi - lo)`` with ``lo``/``hi`` from the training rows, clipped at
      transform time to [0, 1 + ``extrapolation``]: a value below the training range saturates, one
      above it goes on for at most ``extrapolation`` (``TrainConfig.extrapolation``, 0.5; 0 when
-     not given) of the training range before it saturates (the largest customers are the ones most likely to lie beyond the training rows,
-     and the ones whose spend matters most). A column constant on the training rows is dropped
-     (listed in ``dropped``).
+     not given) of the training range before it saturates (the largest customers are the ones
+     most likely to lie beyond the training rows, and the ones whose spend matters most). A column
+     constant on the training rows is dropped (listed in ``dropped``).
   4. indicators: ``<col>>0`` for zero-inflated heavy-tailed columns (log-transformed and 5-95 % of
      training values exactly 0, e.g. PageValues); ``<col>_missing`` when at least
      ``missing_indicator_min`` (1 %) of the training values were missing.
@@ -296,6 +296,12 @@ class FeatureSpec:
         return names
 
     @property
+    def extrapolation(self) -> float:
+        """How far past the training maximum a scaled numeric input goes, in training ranges (0
+        for a spec written before the option: it saturated there)."""
+        return float(self.options.get("extrapolation", 0.0))
+
+    @property
     def input_blocks(self) -> dict[str, list[int]]:
         """Each input column's output columns of ``transform`` (its value, flags, PLE bins or
         one-hot levels), by position: what permuting that input permutes."""
@@ -340,7 +346,7 @@ class FeatureSpec:
             np.log(v, out=v)  # log(1 + .) in float32: vectorised, unlike np.log1p
             x -= layout.lo
             x /= layout.span
-            np.clip(x, 0.0, 1.0 + float(self.options.get("extrapolation", 0.0)), out=x)
+            np.clip(x, 0.0, 1.0 + self.extrapolation, out=x)
             out[:, layout.value_cols] = x.T
             if len(layout.ple_rows):
                 bins = x[layout.ple_rows]

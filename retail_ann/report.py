@@ -82,7 +82,7 @@ def model_card(ctx: dict) -> str:
             f"{len(spec.categorical)} categorical ({', '.join(c.name for c in spec.categorical) or 'none'}) "
             f"-> {spec.n_features} network inputs",
             f"- imputation {spec.imputation}; min-max to [0, 1] on fit rows, clipped when scoring to "
-            f"[0, {1 + float(spec.options.get('extrapolation', 0.0)):g}]; "
+            f"[0, {1 + spec.extrapolation:g}]; "
             f"levels seen fewer than {spec.options.get('min_category_count')} times go to the unknown bucket"]
     if spec.dropped:
         out.append(f"- left out: {', '.join(f'{k} ({v})' for k, v in spec.dropped.items())}")
@@ -113,7 +113,7 @@ def model_card(ctx: dict) -> str:
                 "the given test table" if data.get("test_source") else
                 "one random split, not from a later period") + ": expect lower figures when the shop's behaviour drifts."),
             f"- Values below the training range are clipped to it, values above it at "
-            f"{float(spec.options.get('extrapolation', 0.0)):g} x its width past its top; unseen categories share one bucket.",
+            f"{spec.extrapolation:g} x its width past its top; unseen categories share one bucket.",
             "- Probabilities are calibrated to the training positive rate; a different base rate at scoring "
             "time shifts them.",
             "- Spend is an expectation per customer; single large orders are not predictable from these features.",
