@@ -279,8 +279,10 @@ def online_shoppers(out: Path, tiny: bool) -> list[dict]:
     return results
 
 
-def retail_log(name: str, out: Path, tiny: bool) -> list[dict]:
-    from retail_ann.schemas import AS_OF_DATE, CUSTOMER_ID, FUTURE_SPEND, WILL_PURCHASE
+def log_table(name: str, out: Path, tiny: bool) -> tuple[pd.DataFrame, np.ndarray]:
+    """Log-based data set ``name`` imported and turned into its feature table under ``out / name``
+    by the CLI's jobs: (the table, which of its rows are the test customers: the id hash's fifth)."""
+    from retail_ann.schemas import AS_OF_DATE, CUSTOMER_ID
 
     fmt, log, as_of, lookback, horizon, recent, has_customers = LOGS[name]
     d = out / name
@@ -299,6 +301,15 @@ def retail_log(name: str, out: Path, tiny: bool) -> list[dict]:
     if tiny:
         table = table.sample(min(2000, len(table)), random_state=0)
     is_test = table[CUSTOMER_ID].map(lambda c: int(hashlib.md5(c.encode()).hexdigest(), 16) % 5 == 0).to_numpy()
+    return table, is_test
+
+
+def retail_log(name: str, out: Path, tiny: bool) -> list[dict]:
+    from retail_ann.schemas import AS_OF_DATE, CUSTOMER_ID, FUTURE_SPEND, WILL_PURCHASE
+
+    as_of, horizon = LOGS[name][2], LOGS[name][4]
+    d, raw = out / name, out / name / "raw"
+    table, is_test = log_table(name, out, tiny)
     paths = {}
     for part, rows in (("train", ~is_test), ("test", is_test)):
         paths[part] = str(d / f"{part}.parquet")

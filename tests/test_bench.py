@@ -33,6 +33,19 @@ def test_quality_bench_runs_every_data_set_through_the_jobs(tmp_path):
     assert "| CDNOW | customers 80:20 by id hash" in proc.stdout
 
 
+@pytest.mark.skipif(not (SHARED / "CDNOW_master.txt.gz").exists(), reason="../shared/data is not here")
+def test_spend_selection_bench_splits_the_quality_tables_training_customers(tmp_path):
+    out = tmp_path / "spend.json"
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "spend_target.py"), "--tiny", "--out", str(tmp_path / "q"),
+                           "--json", str(out)], capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    (split,) = result["splits"]
+    assert split["train_rows"] + split["test_rows"] == result["customers"] < 2000   # the hash's test fifth left out
+    assert -1 < split["r2"] <= 1 and -1 < split["gamma_gamma_r2"] <= 1 and 0.5 < split["purchase_roc_auc"] <= 1
+    assert "mean of 1" in proc.stdout
+
+
 def test_features_bench_checks_duckdb_against_the_job_at_a_tiny_size(tmp_path):
     """bench/features.py exits 0 only when DuckDB's table, reject counts and data ranges equal the
     features job's, bad rows included."""
