@@ -167,7 +167,7 @@ def default_config_path(job: str) -> Path | Traversable | None:
 
 
 TRAIN_TASKS = ("auto", "purchase", "spend", "both")
-SPEND_TARGETS = ("two_stage", "ziln", "log1p", "raw")
+SPEND_TARGETS = ("two_stage", "poisson", "ziln", "log1p", "raw")
 CALIBRATIONS = ("auto", *CALIBRATION_METHODS)
 
 
@@ -210,7 +210,7 @@ class TrainConfig:
     ple_bins: int = 0                  # piecewise-linear encoding bins per numeric column (0: off)
     extrapolation: float = 0.5         # a scaled numeric input goes this share of its training range past the training maximum (0: saturates there)
     segment_columns: list[str] = field(default_factory=list)  # more columns to break the test metrics down by
-    spend_target: str = "two_stage"    # two_stage: P(buy) x E[spend | buy] (Poisson net on buyers); ziln; log1p; raw (MSE)
+    spend_target: str = "two_stage"    # two_stage: P(buy) x E[spend | buy] (Poisson net on buyers); poisson; ziln; log1p; raw (MSE)
     report: bool = True                # write report.html and its plots
     allow_incomplete_labels: bool = False  # train on partitions whose manifest says labels_complete: false
 

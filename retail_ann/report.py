@@ -71,6 +71,7 @@ def model_card(ctx: dict) -> str:
     if "spend" in targets:
         t = targets["spend"]
         how = {"two_stage": f"P(buy) x E[spend | buy] (gate: {t.get('gate')}); E[spend | buy] from buyers only (exponential output, Poisson deviance)",
+               "poisson": "one network on every row, exponential output (Poisson deviance): E[spend] directly",
                "ziln": "one network, zero-inflated lognormal (P(buy), mu, sigma): E[spend] = P(buy) x exp(mu + sigma^2 / 2)",
                "log1p": f"one network on log1p(spend), smearing {t['smearing']:.3f}",
                "raw": "one network on standardised spend (MSE)"}[t["target"]]

@@ -12,6 +12,10 @@ predictions (``predictions``, ``spend_from_outputs``: numpy only, scoring runs t
     by the mean buyer spend: it estimates the conditional mean without the retransformation bias of
     a log target. P(buy) is the purchase network when the purchase label agrees with ``spend > 0``
     (on >= 99 % of the training rows), else its own gate network ``spend_gate``.
+  - ``poisson``: one network, E[spend] itself, through an exponential output (log link) trained
+    with the Poisson deviance on every row's spend (zeros too) divided by the mean spend of the fit
+    rows; no gate (better than ``two_stage`` on CDNOW's selection splits, worse on a generated
+    shop and on the quality table: ``bench/RESULTS.md``, session 14).
   - ``ziln``: one network with a zero-inflated lognormal head (``model.ziln_loss``) on spend divided
     by the mean buyer spend: P(spend > 0), and mu and sigma of a buyer's log spend; E[spend] =
     P x exp(mu + sigma^2 / 2).
@@ -162,6 +166,11 @@ class SpendTarget:
             model, h, pred_val = train_regressor(keras, SPEND, rows, (t - center) / scale, cfg)
             resid = t[rows.validation] - (center + scale * pred_val)
             info.update(center=center, scale=scale, smearing=_smearing(resid))
+        elif cfg.spend_target == "poisson":
+            _check_buyers(s > 0, rows)
+            scale = float(s[fit].mean())
+            model, h, _ = train_regressor(keras, SPEND, rows, s / scale, cfg, output="exponential")
+            info.update(center=0.0, scale=scale, smearing=1.0)
         elif cfg.spend_target == "ziln":
             buy = s > 0
             _check_buyers(buy, rows)
@@ -264,6 +273,8 @@ def spend_from_outputs(spend_info: Mapping[str, Any], output: np.ndarray,
         return np.maximum(np.exp(t) * float(spend_info["smearing"]) - 1.0, 0.0)
     if target == "ziln":
         return scale * ziln_mean(out)
+    if target == "poisson":
+        return scale * out
     if target == "two_stage":
         if gate_probability is None:
             raise ValueError("a two-stage spend model needs the gate probability")

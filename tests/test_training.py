@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retail_ann.config import TrainConfig
+from retail_ann.config import SPEND_TARGETS, TrainConfig
 from retail_ann.errors import InputError
 from retail_ann.model import export_weights, forward
 from retail_ann.schemas import AS_OF_DATE, CORRUPT_RECORD, CUSTOMER_ID, FUTURE_SPEND, WILL_PURCHASE
@@ -109,10 +109,7 @@ def test_artifact_round_trip_predicts_likekeras_session(trained):
     np.testing.assert_array_equal(pred["predicted_purchase"], (p >= art.threshold).astype(np.int32))
     spend = pred["predicted_spend"]
     assert spend.shape == (300,) and (spend >= 0).all()
-    # spend alone runs its gate network itself and must equal spend predicted beside purchase
-    alone = predictions(art.spec.targets, x, art.numpy_runner(), ("spend",))
-    assert set(alone) == {"predicted_spend"}
-    np.testing.assert_allclose(alone["predicted_spend"], spend)
+    assert set(predictions(art.spec.targets, x, art.numpy_runner(), ("spend",))) == {"predicted_spend"}
     from_batch = art.predict(pdf.head(300))
     for name, values in pred.items():
         np.testing.assert_array_equal(from_batch[name], values)
@@ -145,6 +142,28 @@ def test_load_artifact_needs_no_tensorflow_and_checks_the_version(trained, tmp_p
         load_artifact(copy)
     with pytest.raises(InputError, match="not a model directory"):
         load_artifact(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize("target", SPEND_TARGETS)
+def test_every_spend_target_scores_in_numpy_what_its_keras_networks_give(tmp_path, target):
+    """Each spend target's predictions from the numpy forward pass equal those from its saved Keras
+    networks, spend alone equals spend beside purchase, and it learns more than the mean."""
+    import keras
+
+    pdf = feature_table(1500, seed=9)
+    result = train_frame(pdf, str(tmp_path / "m"), TrainConfig(**FAST, spend_target=target, report=False))
+    art = load_artifact(tmp_path / "m")
+    assert art.spec.targets["spend"]["target"] == target
+    x = art.spec.transform(pdf.head(300))
+    networks = {name: keras.saving.load_model(tmp_path / "m" / f"model_{name}.keras", compile=False)   # as scoring does
+                for name in art.weights}
+    through_keras = predictions(art.spec.targets, x, lambda name, rows: np.asarray(networks[name](rows, training=False)),
+                                ("purchase", "spend"))
+    through_numpy = art.predict_matrix(x)
+    np.testing.assert_allclose(through_numpy["predicted_spend"], through_keras["predicted_spend"], rtol=1e-5, atol=1e-6)
+    alone = predictions(art.spec.targets, x, art.numpy_runner(), ("spend",))["predicted_spend"]
+    np.testing.assert_array_equal(alone, through_numpy["predicted_spend"])
+    assert result["spend"]["ann"]["r2"] > result["spend"]["baseline_mean"]["r2"]
 
 
 def test_generic_table_with_string_label_and_integer_categories(tmp_path):
