@@ -33,7 +33,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     p.add_argument("--splits", type=int, nargs="+", default=list(range(1, 10)), help="split seeds (default 1-9)")
     p.add_argument("--out", default=str(ROOT / "bench" / "out" / "quality"),
-                   help="the quality table's directory (its CDNOW feature table is built there once)")
+                   help="the quality table's directory (its CDNOW import and feature table are rebuilt there)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="TrainConfig override, repeatable")
     p.add_argument("--tiny", action="store_true", help="2,000 customers, split 1 only, 2 epochs (CI)")
     p.add_argument("--json", default=None, help="also write the results here")
@@ -72,8 +72,8 @@ def main(argv=None) -> int:
                            train[WILL_PURCHASE].to_numpy())["BG/NBD + Gamma-Gamma"]["spend"]
         gg = regression_metrics(test[FUTURE_SPEND].to_numpy(), peer)
         ann = r["spend"]["ann"]
-        results.append({"split": seed, "train_rows": len(train), "test_rows": len(test), "r2": ann["r2"], "gini": ann["gini"], "gamma_gamma_r2": gg["r2"],
-                        "mean_ratio": ann["mean_predicted"] / ann["mean_actual"],
+        results.append({"split": seed, "train_rows": len(train), "test_rows": len(test), "r2": ann["r2"],
+                        "gini": ann["gini"], "gamma_gamma_r2": gg["r2"], "mean_ratio": ann["mean_predicted"] / ann["mean_actual"],
                         "purchase_roc_auc": r["purchase"]["ann"]["roc_auc"], "seconds": round(time.time() - started, 1)})
         print(f"split {seed}: spend R2 {ann['r2']:.3f} (BG/NBD + Gamma-Gamma {gg['r2']:.3f}), Gini {ann['gini']:.3f}, "
               f"mean predicted / actual {results[-1]['mean_ratio']:.3f}, "
