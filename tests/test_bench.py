@@ -14,13 +14,19 @@ SHARED = REPO.parent / "shared" / "data"
 pytestmark = pytest.mark.slow
 
 
+def tiny_run(script: str, tmp_path: Path, timeout: int):
+    """``bench/<script> --tiny`` from the checkout, its outputs under ``tmp_path``: (the finished
+    process, its ``--json`` results)."""
+    out = tmp_path / "results.json"
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / script), "--tiny", "--out", str(tmp_path / "q"),
+                           "--json", str(out)], capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc, json.loads(out.read_text())
+
+
 @pytest.mark.skipif(not (SHARED / "CDNOW_master.txt.gz").exists(), reason="../shared/data is not here")
 def test_quality_bench_runs_every_data_set_through_the_jobs(tmp_path):
-    out = tmp_path / "quality.json"
-    proc = subprocess.run([sys.executable, str(REPO / "bench" / "quality.py"), "--tiny", "--out", str(tmp_path / "q"),
-                           "--json", str(out)], capture_output=True, text=True, timeout=1200, cwd=REPO)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads(out.read_text())
+    proc, results = tiny_run("quality.py", tmp_path, 1200)
     assert [(r["data"], r["split"]) for r in results] == [
         ("Online Shoppers", "stratified"), ("Online Shoppers", "out_of_time"),
         ("CDNOW", "customers 80:20 by id hash"), ("Online Retail sample", "customers 80:20 by id hash")]
@@ -35,11 +41,7 @@ def test_quality_bench_runs_every_data_set_through_the_jobs(tmp_path):
 
 @pytest.mark.skipif(not (SHARED / "CDNOW_master.txt.gz").exists(), reason="../shared/data is not here")
 def test_spend_selection_bench_splits_the_quality_tables_training_customers(tmp_path):
-    out = tmp_path / "spend.json"
-    proc = subprocess.run([sys.executable, str(REPO / "bench" / "spend_target.py"), "--tiny", "--out", str(tmp_path / "q"),
-                           "--json", str(out)], capture_output=True, text=True, timeout=900, cwd=REPO)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(out.read_text())
+    proc, result = tiny_run("spend_target.py", tmp_path, 900)
     (split,) = result["splits"]
     assert split["train_rows"] + split["test_rows"] == result["customers"] < 2000   # the hash's test fifth left out
     assert -1 < split["r2"] <= 1 and -1 < split["gamma_gamma_r2"] <= 1 and 0.5 < split["purchase_roc_auc"] <= 1
