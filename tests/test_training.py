@@ -94,7 +94,7 @@ def test_spec_is_fitted_on_the_fit_rows_only(tmp_path):
     assert "atlantis" not in spec.categorical[[c.name for c in spec.categorical].index("location")].levels
 
 
-def test_artifact_round_trip_predicts_likekeras_session(trained):
+def test_artifact_round_trip_predicts_like_keras(trained):
     import keras
 
     out, pdf = trained["out"], trained["pdf"]
