@@ -50,6 +50,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -69,10 +70,22 @@ UNCALIBRATED = "ANN before calibration"
 LGBM = dict(n_estimators=300, learning_rate=0.03, num_leaves=15, verbose=-1)
 PURCHASE_FIGURES = ("roc_auc", "pr_auc", "f1", "brier")
 SPEND_FIGURES = ("r2", "mae", "rmse", "gini", "spearman", "decile_mape")
-# log-based data sets: (import format, log, as_of, lookback, horizon, recent days, customers table)
+
+
+class LogSet(NamedTuple):
+    """A log-based data set: how ``import`` reads it and the ``features`` window cut from it."""
+    fmt: str
+    log: Path
+    as_of: dt.date
+    lookback: int
+    horizon: int
+    recent: int
+    has_customers: bool
+
+
 LOGS = {
-    "cdnow": ("cdnow", CDNOW, dt.date(1997, 10, 1), 273, 273, 90, False),
-    "online_retail": ("online-retail", RETAIL, dt.date(2010, 12, 8), 7, 6, 3, True),
+    "cdnow": LogSet("cdnow", CDNOW, dt.date(1997, 10, 1), 273, 273, 90, False),
+    "online_retail": LogSet("online-retail", RETAIL, dt.date(2010, 12, 8), 7, 6, 3, True),
 }
 
 
@@ -279,9 +292,10 @@ def online_shoppers(out: Path, tiny: bool) -> list[dict]:
     return results
 
 
-def log_table(name: str, out: Path, tiny: bool) -> tuple[pd.DataFrame, np.ndarray]:
+def log_table(name: str, out: Path, tiny: bool) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
     """Log-based data set ``name`` imported and turned into its feature table under ``out / name``
-    by the CLI's jobs: (the table, which of its rows are the test customers: the id hash's fifth)."""
+    by the CLI's jobs: (the table, which of its rows are the test customers: the id hash's fifth,
+    the imported transactions that BG/NBD reads)."""
     from retail_ann.schemas import AS_OF_DATE, CUSTOMER_ID
 
     fmt, log, as_of, lookback, horizon, recent, has_customers = LOGS[name]
@@ -301,15 +315,14 @@ def log_table(name: str, out: Path, tiny: bool) -> tuple[pd.DataFrame, np.ndarra
     if tiny:
         table = table.sample(min(2000, len(table)), random_state=0)
     is_test = table[CUSTOMER_ID].map(lambda c: int(hashlib.md5(c.encode()).hexdigest(), 16) % 5 == 0).to_numpy()
-    return table, is_test
+    return table, is_test, pd.read_parquet(raw / "transactions")
 
 
 def retail_log(name: str, out: Path, tiny: bool) -> list[dict]:
     from retail_ann.schemas import AS_OF_DATE, CUSTOMER_ID, FUTURE_SPEND, WILL_PURCHASE
 
-    as_of, horizon = LOGS[name][2], LOGS[name][4]
-    d, raw = out / name, out / name / "raw"
-    table, is_test = log_table(name, out, tiny)
+    d = out / name
+    table, is_test, transactions = log_table(name, out, tiny)
     paths = {}
     for part, rows in (("train", ~is_test), ("test", is_test)):
         paths[part] = str(d / f"{part}.parquet")
@@ -319,8 +332,7 @@ def retail_log(name: str, out: Path, tiny: bool) -> list[dict]:
     x_cols = [c for c in table.columns if c not in (CUSTOMER_ID, AS_OF_DATE, WILL_PURCHASE, FUTURE_SPEND)]
     categorical = [c for c in x_cols if table[c].dtype == object]
     y_train, s_train = train[WILL_PURCHASE].to_numpy(), train[FUTURE_SPEND].to_numpy()
-    transactions = pd.read_parquet(raw / "transactions")
-    bg = bgnbd_peers(transactions, as_of, horizon, train[CUSTOMER_ID], test[CUSTOMER_ID], y_train)
+    bg = bgnbd_peers(transactions, LOGS[name].as_of, LOGS[name].horizon, train[CUSTOMER_ID], test[CUSTOMER_ID], y_train)
     classic = classic_purchase(train[x_cols], test[x_cols], y_train, categorical)
     purchase = {**ann_models(pred), "BG/NBD": bg["BG/NBD"], **classic}
     spend = {ANN: {"spend": pred["predicted_spend"].to_numpy()},

@@ -42,7 +42,6 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    import pandas as pd
     from sklearn.model_selection import train_test_split
 
     from online_shoppers import _overrides
@@ -55,10 +54,9 @@ def main(argv=None) -> int:
 
     configure_logging("WARNING")
     out = Path(args.out)
-    table, is_test = log_table("cdnow", out, tiny=args.tiny)
+    table, is_test, transactions = log_table("cdnow", out, tiny=args.tiny)
     customers = table[~is_test].sort_values(CUSTOMER_ID).reset_index(drop=True)   # the split by position is then stable
-    transactions = pd.read_parquet(out / "cdnow" / "raw" / "transactions")
-    as_of, horizon = LOGS["cdnow"][2], LOGS["cdnow"][4]
+    cdnow = LOGS["cdnow"]
     overrides = {**({"epochs": 2} if args.tiny else {}), **_overrides(args.set)}
     results = []
     for seed in [1] if args.tiny else args.splits:
@@ -68,7 +66,7 @@ def main(argv=None) -> int:
         cfg = TrainConfig(**{"task": "both", "seed": seed, "report": False, **overrides})
         started = time.time()
         r = train_frame(train, str(out / "cdnow" / "selection" / f"split{seed}"), cfg, test_pdf=test)
-        peer = bgnbd_peers(transactions, as_of, horizon, train[CUSTOMER_ID], test[CUSTOMER_ID],
+        peer = bgnbd_peers(transactions, cdnow.as_of, cdnow.horizon, train[CUSTOMER_ID], test[CUSTOMER_ID],
                            train[WILL_PURCHASE].to_numpy())["BG/NBD + Gamma-Gamma"]["spend"]
         gg = regression_metrics(test[FUTURE_SPEND].to_numpy(), peer)
         ann = r["spend"]["ann"]
