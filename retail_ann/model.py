@@ -221,10 +221,6 @@ def load_weights_npz(path: str | Path) -> dict[str, np.ndarray]:
     return weights
 
 
-def n_layers(weights: Mapping[str, np.ndarray]) -> int:
-    return len(weights["activations"])
-
-
 def _check_weights(weights: Mapping[str, np.ndarray]) -> None:
     if "activations" not in weights:
         raise ValueError("weights lack 'activations'")

@@ -259,7 +259,7 @@ class FeatureSpec:
             n_rows=int(len(df)),
         )
         for name in num_cols:
-            feat = _fit_numeric(name, _numeric_values(df[name]), imputation, skew_threshold,
+            feat = _fit_numeric(name, numeric_values(df[name]), imputation, skew_threshold,
                                 missing_indicator_min, positive_indicator)
             if feat is None:
                 spec.dropped[name] = "constant or entirely missing on the training rows"
@@ -434,13 +434,6 @@ class FeatureSpec:
                         for c in self.categorical})
         return pa.table(columns)
 
-    def complete_rows(self, df: pd.DataFrame) -> np.ndarray:
-        """Boolean mask of rows with no missing numeric input (used by ``imputation="drop"``)."""
-        ok = np.ones(len(df), dtype=bool)
-        for f in self.numeric:
-            ok &= np.isfinite(_numeric_values(df[f.name]))
-        return ok
-
 
 # ------------------------------------------------------------------------------ schema helpers
 def column_types_of(schema: Any) -> dict[str, str]:
@@ -565,7 +558,7 @@ class _PandasColumns:
         self.df = df
 
     def numeric(self, name: str) -> np.ndarray:
-        return _numeric_values(self.df[name])
+        return numeric_values(self.df[name])
 
     def factorize(self, name: str) -> tuple[np.ndarray, list]:
         codes, uniques = pd.factorize(self.df[name], use_na_sentinel=True)
@@ -590,7 +583,7 @@ class _ArrowColumns:
         if pa.types.is_boolean(t) or pa.types.is_decimal(t) or pa.types.is_null(t):
             arr = pc.fill_null(pc.cast(col, pa.float64(), safe=False), np.nan)
             return np.asarray(arr.to_numpy(), dtype=np.float64)
-        return _numeric_values(col.to_pandas())
+        return numeric_values(col.to_pandas())
 
     def factorize(self, name: str) -> tuple[np.ndarray, list]:
         col = self._col(name)
@@ -611,7 +604,7 @@ def _column_getter(batch):
     raise TypeError(f"transform expects a pandas DataFrame or a pyarrow RecordBatch/Table, not {type(batch).__name__}")
 
 
-def _numeric_values(s: pd.Series) -> np.ndarray:
+def numeric_values(s: pd.Series) -> np.ndarray:
     """A column as float64 with NaN for every missing value (null, NaN, inf, unparseable)."""
     if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
         x = s.to_numpy(dtype=np.float64, na_value=np.nan)

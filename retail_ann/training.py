@@ -40,7 +40,7 @@ from retail_ann.labels import (
     TEST_ROW_COL, check_sizes, drop_rows, feature_columns, label_arrays, resolve_task,
 )
 from retail_ann.logs import stage
-from retail_ann.preprocessing import FeatureSpec
+from retail_ann.preprocessing import FeatureSpec, numeric_values
 from retail_ann.schemas import AS_OF_DATE, CORRUPT_RECORD, MALFORMED_RECORD
 from retail_ann.segments import masks, segment_metrics
 from retail_ann.splits import split_rows
@@ -305,7 +305,7 @@ def _usable_rows(pdf: pd.DataFrame, test_pdf: pd.DataFrame | None, cfg: TrainCon
     if cfg.imputation == "drop":
         complete = np.ones(len(pdf), dtype=bool)
         for c in numeric:
-            complete &= np.isfinite(pd.to_numeric(pdf[c], errors="coerce").to_numpy(dtype=float, na_value=np.nan))
+            complete &= np.isfinite(numeric_values(pdf[c]))
         pdf, y, s = drop_rows(pdf, y, s, complete, "a missing numeric feature (imputation: drop)", dropped)
     data_info["rows_dropped"] = dropped
     given_test = pdf.pop(TEST_ROW_COL).to_numpy() if TEST_ROW_COL in pdf.columns else None

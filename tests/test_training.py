@@ -363,6 +363,17 @@ def test_unusable_rows_are_left_out_counted_and_reported(tmp_path):
     assert np.isfinite(art.spec.transform(df)).all()
 
 
+def test_imputation_drop_leaves_out_the_rows_with_a_missing_number(tmp_path):
+    """``imputation: drop``: a row with a missing or non-finite numeric feature is left out and
+    counted, not imputed."""
+    df = feature_table(600)
+    df.loc[df.index % 40 == 3, "spend_past"] = np.inf
+    missing = int((df["days_since_last"].isna() | ~np.isfinite(df["spend_past"])).sum())
+    r = train_frame(df, str(tmp_path / "m"), TrainConfig(**FAST, report=False, imputation="drop"))
+    assert r["data"]["rows_dropped"] == {"a missing numeric feature (imputation: drop)": missing} and missing > 100
+    assert r["data"]["rows_used"] == 600 - missing
+
+
 def test_named_label_must_exist_and_empty_table_is_refused(spark, tmp_path):
     with pytest.raises(InputError, match="label column Revenue not found"):
         train_frame(feature_table(300), str(tmp_path / "m"), TrainConfig(**FAST, label="Revenue"))
