@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from retail_ann import config as cfg_mod
 from retail_ann.config import CONF_DIR, ConfigError, load_config
@@ -20,9 +21,15 @@ def test_shipped_yaml_equals_defaults(job):
 
 @pytest.mark.parametrize("path", sorted(CONF_DIR.glob("*_*.yaml")), ids=lambda p: p.name)
 def test_variant_configs_are_valid_settings_of_their_job(path):
-    """conf/<job>_<variant>.yaml: a partial config of <job> that changes something."""
+    """conf/<job>_<variant>.yaml: a partial config of <job>; each setting it names is what the
+    loaded config holds and differs from the default (a repeated default would hide a later change)."""
     cls = JOB_CONFIGS[path.stem.split("_")[0]]
-    assert load_config(cls, path) != cls()
+    named = yaml.safe_load(path.read_text())
+    loaded, default = load_config(cls, path), cls()
+    assert named
+    for key, value in named.items():
+        assert getattr(loaded, key) == value, key
+        assert getattr(default, key) != value, f"{path.name}: {key} repeats the default"
 
 
 def test_unknown_setting_is_named(tmp_path):
