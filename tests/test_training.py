@@ -144,16 +144,23 @@ def test_load_artifact_needs_no_tensorflow_and_checks_the_version(trained, tmp_p
         load_artifact(tmp_path / "nothing")
 
 
-@pytest.mark.parametrize("target", SPEND_TARGETS)
-def test_every_spend_target_scores_in_numpy_what_its_keras_networks_give(tmp_path, target):
+@pytest.mark.parametrize("target, own_gate", [(t, False) for t in SPEND_TARGETS] + [("two_stage", True)],
+                         ids=[*SPEND_TARGETS, "two_stage-own_gate"])
+def test_every_spend_target_scores_in_numpy_what_its_keras_networks_give(tmp_path, target, own_gate):
     """Each spend target's predictions from the numpy forward pass equal those from its saved Keras
-    networks, spend alone equals spend beside purchase, and it learns more than the mean."""
+    networks, spend alone equals spend beside purchase, and it learns more than the mean. With
+    ``own_gate`` the purchase label disagrees with spend > 0 on a tenth of the rows, so the
+    two-stage model trains and ships its own gate network (``spend_gate``)."""
     import keras
 
     pdf = feature_table(1500, seed=9)
+    if own_gate:
+        flip = np.random.default_rng(9).random(len(pdf)) < 0.1
+        pdf[WILL_PURCHASE] = np.where(flip, 1 - pdf[WILL_PURCHASE], pdf[WILL_PURCHASE])
     result = train_frame(pdf, str(tmp_path / "m"), TrainConfig(**FAST, spend_target=target, report=False))
     art = load_artifact(tmp_path / "m")
     assert art.spec.targets["spend"]["target"] == target
+    assert ("spend_gate" in art.weights) == own_gate == (art.spec.targets["spend"].get("gate") == "spend_gate")
     x = art.spec.transform(pdf.head(300))
     networks = {name: keras.saving.load_model(tmp_path / "m" / f"model_{name}.keras", compile=False)   # as scoring does
                 for name in art.weights}
